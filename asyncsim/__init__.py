@@ -1,0 +1,22 @@
+"""asyncsim: a discrete-event simulator of asynchronous and distributed optimization.
+
+Timing (SimPy) produces a Trace; the same pure update rules replay it.  Quick start::
+
+    import asyncsim
+    res = asyncsim.run(asyncsim.load_scenario())      # the built-in quickstart scenario
+    res.metrics, res.trace.to_frame()                  # pandas DataFrames
+"""
+
+__version__ = "0.1.0"
+
+from .algorithms import Algorithm
+from .params import ParamError, ScenarioError
+from .problems import ProblemSpec
+from .replay import replay
+from .results import write_results
+from .runner import RunResult, run
+from .scenario import Scenario, load_scenario
+from .timing import Cluster, DelayLaw, Protocol, Trace, simulate
+
+__all__ = ["Algorithm", "Cluster", "DelayLaw", "ParamError", "ProblemSpec", "Protocol", "RunResult", "Scenario",
+           "ScenarioError", "Trace", "__version__", "load_scenario", "replay", "run", "simulate", "write_results"]

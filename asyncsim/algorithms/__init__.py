@@ -1,0 +1,6 @@
+"""Update rules as pure functions.  Register your own with ``@Algorithm.registry.register("name")``."""
+
+from .base import Algorithm, ApplyInfo, average
+from .sgd import SGD
+
+__all__ = ["Algorithm", "ApplyInfo", "SGD", "average"]

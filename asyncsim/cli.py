@@ -1,0 +1,127 @@
+"""Command line: ``asyncsim run | validate | plot``.
+
+User mistakes (bad scenario, missing file, occupied output directory) print one line ``error: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .params import ScenarioError
+from .timing.trace import TraceError
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="asyncsim", description="Discrete-event simulator of asynchronous optimization.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_run = sub.add_parser("run", help="run a scenario and write its results")
+    p_run.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
+    p_run.add_argument("--out", help="result directory (default: results/<scenario name>)")
+    _scenario_options(p_run)
+    p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    p_val = sub.add_parser("validate", help="check a scenario file without running it")
+    p_val.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
+    _scenario_options(p_val)
+
+    p_plot = sub.add_parser("plot", help="redraw the plots of a result directory")
+    p_plot.add_argument("result", help="a result directory written by 'asyncsim run'")
+
+    args = parser.parse_args(argv)
+    try:
+        return {"run": _run, "validate": _validate, "plot": _plot}[args.command](args)
+    except (ScenarioError, TraceError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; no result was written", file=sys.stderr)
+        return 130
+
+
+def _scenario_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, help="replace the scenario's root seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario value, e.g. --set algorithm.lr=0.02 (repeatable)")
+
+
+def _load(args):
+    from .scenario import load_scenario
+
+    return load_scenario(args.scenario, args.overrides, args.seed)
+
+
+def _validate(args) -> int:
+    s = _load(args)
+    print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {_kind(s.protocol)}, algorithm {_kind(s.algorithm)}, "
+          f"problem {_kind(s.problem)}, {s.run.updates} updates)")
+    return 0
+
+
+def _run(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .results import write_results
+    from .runner import run
+
+    scenario = _load(args)
+    out = Path(args.out) if args.out else Path("results") / scenario.name
+    result = run(scenario, progress=_progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    write_results(result, out, plots=not args.no_plots)
+    print(format_summary(result.summary))
+    print(f"results in {out}/ (scenario.yaml, trace.parquet, metrics.csv, summary.json"
+          f"{', plots/' if not args.no_plots else ''})")
+    return 0
+
+
+def _plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .plotting import save_plots
+    from .results import read_results
+
+    d = Path(args.result)
+    res = read_results(d)
+    (d / "plots").mkdir(exist_ok=True)
+    names = save_plots(res["metrics"], res["trace"].to_frame(), d / "plots", res["summary"].get("scenario", ""))
+    print(f"wrote {', '.join('plots/' + n for n in names)} in {d}/")
+    return 0
+
+
+def _progress(done: int, total: int) -> None:
+    print(f"\rreplay {100 * done // total:3d}% ({done}/{total} updates)", end="", file=sys.stderr, flush=True)
+
+
+def _kind(obj) -> str:
+    return type(obj).registry.kind_of(type(obj))
+
+
+def format_summary(s: dict) -> str:
+    """The short table printed after a run."""
+    st = s["staleness"]
+    loss = f"{s['final_loss']:.6g}"
+    if "final_suboptimality" in s:
+        loss += f"   (f - f* = {s['final_suboptimality']:.3g})"
+    lines = [
+        f"{s['scenario']}  ({s['protocol']}, {s['algorithm']}, {s['workers']} workers, seed {s['seed']})",
+        f"  updates          {s['updates']}",
+        f"  simulated time   {s['simulated_time']:.6g} s   ({s['updates_per_second']:.4g} updates/s)",
+        f"  final loss       {loss}",
+        f"  staleness        mean {st['mean']:.3f}   p50 {st['p50']:g}   p99 {st['p99']:g}   max {st['max']}",
+        f"  wall time        {s['wall_time_s']:.2f} s",
+    ]
+    if s.get("diverged_at") is not None:
+        lines.append(f"  DIVERGED         loss not finite at update {s['diverged_at']}; try a smaller algorithm.lr")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

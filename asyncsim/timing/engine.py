@@ -1,0 +1,85 @@
+"""The SimPy clock with the explicit tie rule, the FIFO server, and the row log that becomes a Trace.
+
+Tie rule (DESIGN.md, "Ties").  Events at the same simulated time are processed in phase order (applies, then
+reads, then compute completions, then arrivals at the server) and, within a phase, by worker id; never by creation
+order.  Arrivals come last so that every contribution arriving at time t has joined the server's queue before the
+server picks among them: contributions that arrive together are queued in worker-id order.
+
+Events are scheduled at an absolute time (not ``now + delay``) so that the times in the Trace are exactly the chain
+sums of the durations (t_done = t_read + compute, ...) with no re-rounding through ``t - now``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from heapq import heappush
+
+import numpy as np
+import simpy
+
+from .trace import Trace
+
+
+class Phase(IntEnum):
+    APPLY = 0
+    READ = 1
+    DONE = 2
+    ARRIVE = 3
+
+
+class Clock(simpy.Environment):
+    """A SimPy environment whose events are keyed by (time, phase, worker)."""
+
+    def __init__(self, n_workers: int):
+        super().__init__()
+        self._stride = n_workers + 1
+
+    def at(self, time: float, phase: Phase, worker: int, value=None) -> simpy.Event:
+        """An event that fires at absolute ``time``, ordered among ties by (phase, worker).  ``worker = -1`` is the
+        server.  SimPy's own internal events (process starts, resource bookkeeping) keep priorities 0 and 1, so at a
+        given time they run before the keyed events, as immediate continuations of what caused them."""
+        if time < self._now:
+            raise ValueError(f"event at time {time} is in the past (now {self._now})")
+        event = simpy.Event(self)
+        event._ok = True
+        event._value = value
+        # SimPy's heap key is (time, priority, event id); Environment.schedule only takes a relative delay.
+        heappush(self._queue, (time, 2 + int(phase) * self._stride + worker + 1, next(self._eid), event))
+        return event
+
+
+class FifoServer:
+    """A single-server FIFO queue.  Contributions are offered in arrival order (the Clock's tie rule makes that
+    (time, worker) order); the queue state is then fully described by the time the server becomes free, and a
+    contribution arriving at t with service time S finishes at max(t, free) + S (Lindley's recursion)."""
+
+    __slots__ = ("free_at",)
+
+    def __init__(self):
+        self.free_at = 0.0
+
+    def serve(self, t_arrive: float, service: float) -> float:
+        start = t_arrive if t_arrive > self.free_at else self.free_at
+        self.free_at = start + service
+        return self.free_at
+
+
+class Log:
+    """Rows appended by protocol processes, turned into a Trace sorted by (update, worker)."""
+
+    COLUMNS = ("update", "worker", "step", "read_version", "round", "t_read", "t_done", "t_arrive", "t_apply")
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def add(self, update, worker, step, read_version, round_, t_read, t_done, t_arrive, t_apply):
+        self.rows.append((update, worker, step, read_version, round_, t_read, t_done, t_arrive, t_apply))
+
+    def trace(self, n_workers: int, protocol: str) -> Trace:
+        if not self.rows:
+            cols = {c: np.empty(0) for c in self.COLUMNS}
+        else:
+            data = list(zip(*self.rows))
+            cols = {c: np.array(v) for c, v in zip(self.COLUMNS, data)}
+        order = np.lexsort((cols["worker"], cols["update"]))
+        return Trace(n_workers=n_workers, protocol=protocol, **{c: v[order] for c, v in cols.items()})
