@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .params import ScenarioError
+from .params import ScenarioError, kind
 from .timing.trace import TraceError
 
 EXIT_USAGE = 2
@@ -57,8 +57,8 @@ def _load(args):
 
 def _validate(args) -> int:
     s = _load(args)
-    print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {_kind(s.protocol)}, algorithm {_kind(s.algorithm)}, "
-          f"problem {_kind(s.problem)}, {s.run.updates} updates)")
+    print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {kind(s.protocol)}, algorithm {kind(s.algorithm)}, "
+          f"problem {kind(s.problem)}, {s.run.updates} updates)")
     return 0
 
 
@@ -98,10 +98,6 @@ def _plot(args) -> int:
 
 def _progress(done: int, total: int) -> None:
     print(f"\rreplay {100 * done // total:3d}% ({done}/{total} updates)", end="", file=sys.stderr, flush=True)
-
-
-def _kind(obj) -> str:
-    return type(obj).registry.kind_of(type(obj))
 
 
 def format_summary(s: dict) -> str:

@@ -50,7 +50,7 @@ class Registry:
         return add
 
     def get(self, kind: str, path: str = "kind") -> type:
-        if kind not in self._by_kind:
+        if not isinstance(kind, str) or kind not in self._by_kind:
             raise ScenarioError(f"{path} must be one of {', '.join(self.kinds())}; got {kind!r}")
         return self._by_kind[kind]
 
@@ -62,6 +62,11 @@ class Registry:
 
     def kinds(self) -> list[str]:
         return sorted(self._by_kind)
+
+
+def kind(obj: Any) -> str:
+    """The registered ``kind`` name of a registered object (``kind(SGD(lr=0.1)) == "sgd"``)."""
+    return type(obj).registry.kind_of(type(obj))
 
 
 def _describe(value: Any) -> str:
@@ -152,7 +157,7 @@ def to_plain(obj: Any) -> Any:
         out: dict[str, Any] = {}
         registry = getattr(type(obj), "registry", None)
         if isinstance(registry, Registry):
-            out["kind"] = registry.kind_of(type(obj))
+            out["kind"] = kind(obj)
         for f in dataclasses.fields(obj):
             if f.init:
                 out[f.name] = to_plain(getattr(obj, f.name))

@@ -39,12 +39,11 @@ def plot_staleness(trace: pd.DataFrame, ax=None):
 def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_workers: int = 32):
     """Per worker, when it computes (t_read..t_done), communicates (uplink t_done..t_arrive and downlink
     t_apply..next t_read) or waits (t_arrive..t_apply: server queue, and the barrier in ``sync``).  By default
-    shows about the first 20 updates per worker."""
+    shows about the first 20 contributions per worker."""
     ax = ax or plt.figure(figsize=(8, 4)).gca()
     workers = sorted(trace["worker"].unique())[:max_workers]
     if until is None:
-        k = min(int(trace["update"].max()), 20 * len(workers))
-        until = float(trace.loc[trace["update"] == k, "t_apply"].iloc[0])
+        until = float(np.sort(trace["t_apply"].to_numpy())[min(len(trace) - 1, 20 * len(workers))])
     for row, w in enumerate(workers):
         mine = trace[trace["worker"] == w].sort_values("step")
         mine = mine[mine["t_read"] < until]

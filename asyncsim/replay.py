@@ -50,7 +50,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     workers, steps, staleness = trace.worker.tolist(), trace.step.tolist(), trace.staleness.tolist()
     version_time = trace.update_times()
     draws = StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
-    f_star = problem.optimal_loss if getattr(problem, "optimum", None) is not None else None
+    f_star = problem.optimal_loss
 
     state, worker_states = algorithm.init(_frozen(np.array(x0, dtype=np.float64)), trace.n_workers)
     worker_states = list(worker_states)

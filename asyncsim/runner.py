@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .params import kind
 from .replay import replay
 from .rng import Stream, generator
 from .scenario import Scenario
@@ -54,7 +55,7 @@ def summarize(scenario: Scenario, trace: Trace, metrics: pd.DataFrame, peak_in_f
         "scenario": scenario.name,
         "seed": scenario.seed,
         "protocol": trace.protocol,
-        "algorithm": type(scenario.algorithm).registry.kind_of(type(scenario.algorithm)),
+        "algorithm": kind(scenario.algorithm),
         "workers": trace.n_workers,
         "updates": trace.n_updates,
         "contributions": len(trace),

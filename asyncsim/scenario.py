@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,9 @@ def from_dict(data: Any, overrides: Iterable[str] = (), seed: int | None = None)
     data = _copy(data)
     for assignment in overrides:
         apply_override(data, assignment)
-    scenario = build_dataclass(Scenario, data, "")
-    return scenario if seed is None else replace(scenario, seed=seed)
+    if seed is not None:
+        data["seed"] = seed
+    return build_dataclass(Scenario, data, "")
 
 
 def load_scenario(path: str | Path | None = None, overrides: Iterable[str] = (), seed: int | None = None) -> Scenario:

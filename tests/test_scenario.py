@@ -54,6 +54,7 @@ MALFORMED = [
     (variant("cluster.stragglers", {"worker": 0}), "cluster.stragglers must be a list, got {'worker': 0} (dict)"),
     (variant("seed", -1), "seed must be in [0, 2**63), got -1"),
     (["not", "a", "mapping"], "a scenario must be a mapping at the top level, got list"),
+    (variant("protocol", {"kind": ["async"]}), "protocol.kind must be one of async, sync; got ['async']"),
 ]
 
 
@@ -66,6 +67,11 @@ def test_malformed_scenario_gives_one_line_error_and_exit_2(tmp_path, capsys, da
     assert err == f"error: {message}\n" and out == ""
     assert main(["run", str(path), "--out", str(tmp_path / "res")]) == 2
     assert not (tmp_path / "res").exists()
+
+
+def test_bad_seed_on_the_command_line(capsys):
+    assert main(["validate", "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "error: seed must be in [0, 2**63), got -1\n"
 
 
 def test_invalid_yaml_and_missing_file(tmp_path, capsys):

@@ -58,8 +58,8 @@ class FiniteSum(Problem):
     indices drawn uniformly with replacement, and ``grad(x, idx)`` averages the per-sample gradients over it."""
 
     def __init__(self, A: np.ndarray, y: np.ndarray):
-        self.A = np.array(A, dtype=np.float64)
-        self.y = np.array(y, dtype=np.float64)
+        self.A = np.asarray(A, dtype=np.float64)
+        self.y = np.asarray(y, dtype=np.float64)
         self.A.flags.writeable = False
         self.y.flags.writeable = False
         self.n_samples, self.dim = self.A.shape

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..params import Registry, require
+from ..params import Registry, kind, require
 from .cluster import Cluster, Durations
 from .engine import Clock, FifoServer, Log, Phase
 from .trace import Trace
@@ -50,14 +50,12 @@ class Async(Protocol):
                 t_arrive = t_done + times.uplink(w, step)
                 yield clock.at(t_arrive, Phase.ARRIVE, w)
                 k = counter[0]
-                if k == n_updates:
-                    return
                 counter[0] = k + 1
                 # FIFO with one server: arrival order is apply order, so the index is known on arrival.
                 t_apply = server.serve(t_arrive, times.service(w, step))
                 log.add(k, w, step, version, -1, t_read, t_done, t_arrive, t_apply)
                 if k + 1 == n_updates:
-                    finished.succeed()
+                    finished.succeed()  # runs before any keyed event at this time, so the clock stops here
                     return
                 step += 1
                 t_read, version = t_apply + times.downlink(w, step), k + 1
@@ -111,4 +109,4 @@ def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int) ->
     clock = Clock(cluster.workers)
     log = Log()
     protocol.run(clock, cluster, Durations(cluster, seed), n_updates, log)
-    return log.trace(cluster.workers, Protocol.registry.kind_of(type(protocol)))
+    return log.trace(cluster.workers, kind(protocol))
