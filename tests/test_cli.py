@@ -100,3 +100,14 @@ def test_interrupted_write_leaves_nothing_that_looks_complete(tmp_path, monkeypa
     monkeypatch.setattr(asyncsim.plotting, "save_plots", boom)
     assert main(["run", "--out", str(tmp_path / "r"), "--set", "run.updates=50"]) == 130
     assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_is_shown_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    import sys
+
+    assert main(["run", "--out", str(tmp_path / "a"), *SHORT]) == 0
+    assert "replay" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["run", "--out", str(tmp_path / "b"), *SHORT]) == 0
+    err = capsys.readouterr().err
+    assert "\rreplay  50% (200/400 updates)" in err and "\rreplay 100% (400/400 updates)" in err
