@@ -98,7 +98,7 @@ def overhead(repeat: int, updates: int, workers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--updates", type=int, default=100_000, help="updates per trace-generation run")
     args = parser.parse_args()
     engine(args.repeat, args.updates)
