@@ -6,6 +6,7 @@ and raise :class:`~asyncsim.params.ScenarioError`.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -112,7 +113,7 @@ def from_dict(data: Any, overrides: Iterable[str] = (), seed: int | None = None)
     """Validate a raw scenario mapping (after ``--set`` overrides and an optional seed) into a Scenario."""
     if not isinstance(data, Mapping):
         raise ScenarioError(f"a scenario must be a mapping at the top level, got {type(data).__name__}")
-    data = _copy(data)
+    data = copy.deepcopy(dict(data))
     for assignment in overrides:
         apply_override(data, assignment)
     if seed is not None:
@@ -133,11 +134,3 @@ def load_scenario(path: str | Path | None = None, overrides: Iterable[str] = (),
             raise ScenarioError(f"scenario file {str(p)!r} not found")
         text, source = p.read_text(), str(p)
     return from_dict(parse_yaml(text, source), overrides, seed)
-
-
-def _copy(value):
-    if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

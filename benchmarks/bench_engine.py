@@ -27,8 +27,9 @@ from asyncsim.rng import Stream, generator  # noqa: E402
 from asyncsim.timing import Cluster, simulate  # noqa: E402
 from asyncsim.timing.laws import Constant, Exponential  # noqa: E402
 from asyncsim.timing.protocols import Async  # noqa: E402
+from asyncsim.timing.trace import INT_COLUMNS, TIME_COLUMNS  # noqa: E402
 
-COLUMNS = ("update", "worker", "step", "read_version", "t_read", "t_done", "t_arrive", "t_apply")
+COLUMNS = INT_COLUMNS + TIME_COLUMNS
 
 
 def best_of(repeat: int, *fns):

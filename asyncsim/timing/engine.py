@@ -17,7 +17,7 @@ from heapq import heappush
 import numpy as np
 import simpy
 
-from .trace import Trace
+from .trace import INT_COLUMNS, TIME_COLUMNS, Trace
 
 
 class Phase(IntEnum):
@@ -67,7 +67,7 @@ class FifoServer:
 class Log:
     """Rows appended by protocol processes, turned into a Trace sorted by (update, worker)."""
 
-    COLUMNS = ("update", "worker", "step", "read_version", "round", "t_read", "t_done", "t_arrive", "t_apply")
+    COLUMNS = INT_COLUMNS + TIME_COLUMNS  # the order of ``add``'s arguments
 
     def __init__(self):
         self.rows: list[tuple] = []

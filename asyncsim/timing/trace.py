@@ -90,7 +90,7 @@ class Trace:
             return np.concatenate([[False], diff_mask])
 
         d_update = np.diff(self.update)
-        fail(np.arange(n) == (0 if self.update[0] != 0 else -1), "update indices do not start at 0")
+        fail(np.arange(n) == 0 if self.update[0] != 0 else np.zeros(n, bool), "update indices do not start at 0")
         fail(step_up(d_update < 0), "rows are not ordered by update index")
         fail(step_up(d_update > 1), "update indices are not consecutive")
         same = d_update == 0
