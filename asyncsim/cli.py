@@ -1,4 +1,4 @@
-"""Command line: ``asyncsim run | validate | plot``.
+"""Command line: ``asyncsim run | validate | predict | plot``.
 
 User mistakes (bad scenario, missing file, occupied output directory) print one line ``error: ...`` and exit 2.
 """
@@ -24,17 +24,25 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--out", help="result directory (default: results/<scenario name>)")
     _scenario_options(p_run)
     p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    _engine_option(p_run)
 
     p_val = sub.add_parser("validate", help="check a scenario file without running it")
     p_val.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
     _scenario_options(p_val)
+
+    p_pred = sub.add_parser("predict", help="closed-form predictions next to the values a simulation measures")
+    p_pred.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
+    _scenario_options(p_pred)
+    _engine_option(p_pred)
+    p_pred.add_argument("--updates", type=int, help="updates per simulation (default: run.updates, at least 20000)")
+    p_pred.add_argument("--csv", help="also write the table to this CSV file")
 
     p_plot = sub.add_parser("plot", help="redraw the plots of a result directory")
     p_plot.add_argument("result", help="a result directory written by 'asyncsim run'")
 
     args = parser.parse_args(argv)
     try:
-        return {"run": _run, "validate": _validate, "plot": _plot}[args.command](args)
+        return {"run": _run, "validate": _validate, "predict": _predict, "plot": _plot}[args.command](args)
     except (ScenarioError, TraceError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -47,6 +55,11 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="replace the scenario's root seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario value, e.g. --set algorithm.lr=0.02 (repeatable)")
+
+
+def _engine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("auto", "simpy", "fast"), default="auto",
+                   help="trace generator: the vectorized fast path where it is exact (auto), or always SimPy")
 
 
 def _load(args):
@@ -71,13 +84,27 @@ def _run(args) -> int:
 
     scenario = _load(args)
     out = Path(args.out) if args.out else Path("results") / scenario.name
-    result = run(scenario, progress=_progress if sys.stderr.isatty() else None)
+    result = run(scenario, progress=_progress if sys.stderr.isatty() else None, engine=args.engine)
     if sys.stderr.isatty():
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     write_results(result, out, plots=not args.no_plots)
     print(format_summary(result.summary))
     print(f"results in {out}/ (scenario.yaml, trace.parquet, metrics.csv, summary.json"
           f"{', plots/' if not args.no_plots else ''})")
+    return 0
+
+
+def _predict(args) -> int:
+    from .predict import format_table, predict
+
+    scenario = _load(args)
+    if args.updates is not None and args.updates < 1:
+        raise ScenarioError(f"--updates must be >= 1, got {args.updates}")
+    table = predict(scenario, args.updates, args.engine)
+    print(format_table(table, scenario))
+    if args.csv:
+        table.to_csv(args.csv, index=False, float_format="%.10g")
+        print(f"table in {args.csv}")
     return 0
 
 
@@ -91,7 +118,8 @@ def _plot(args) -> int:
     d = Path(args.result)
     res = read_results(d)
     (d / "plots").mkdir(exist_ok=True)
-    names = save_plots(res["metrics"], res["trace"].to_frame(), d / "plots", res["summary"].get("scenario", ""))
+    names = save_plots(res["metrics"], res["trace"].to_frame(), d / "plots", res["summary"].get("scenario", ""),
+                       res["summary"].get("predicted"))
     print(f"wrote {', '.join('plots/' + n for n in names)} in {d}/")
     return 0
 
@@ -112,6 +140,8 @@ def format_summary(s: dict) -> str:
         f"  simulated time   {s['simulated_time']:.6g} s   ({s['updates_per_second']:.4g} updates/s)",
         f"  final loss       {loss}",
         f"  staleness        mean {st['mean']:.3f}   p50 {st['p50']:g}   p99 {st['p99']:g}   max {st['max']}",
+        f"  unused work      " + "   ".join(f"{k} {v}" for k, v in s.get("unused", {}).items()),
+        f"  engine           {s.get('engine', 'simpy')}",
         f"  wall time        {s['wall_time_s']:.2f} s",
     ]
     if s.get("diverged_at") is not None:

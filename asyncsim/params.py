@@ -7,12 +7,17 @@ file, the YAML path is put in front: ``algorithm.lr must be > 0, got -0.1``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+_BASE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("base_dir", default=None)
 
 
 class ParamError(ValueError):
@@ -64,6 +69,25 @@ class Registry:
         return sorted(self._by_kind)
 
 
+@contextlib.contextmanager
+def relative_to(directory: str | Path):
+    """Resolve relative file paths in parameters (``resolve_path``) against ``directory`` (a scenario file's)."""
+    token = _BASE_DIR.set(Path(directory))
+    try:
+        yield
+    finally:
+        _BASE_DIR.reset(token)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """An absolute path: relative paths are taken from the directory of the scenario file being loaded (see
+    ``relative_to``), or from the working directory."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (_BASE_DIR.get() or Path.cwd()) / p
+    return p.resolve()
+
+
 def kind(obj: Any) -> str:
     """The registered ``kind`` name of a registered object (``kind(SGD(lr=0.1)) == "sgd"``)."""
     return type(obj).registry.kind_of(type(obj))
@@ -88,7 +112,11 @@ def build(tp: Any, value: Any, path: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return build(args[0], value, path)
+        # ``law | tuple[law, ...]``: a list picks the tuple alternative, anything else the first other one
+        listy = [a for a in args if typing.get_origin(a) is tuple]
+        if listy and isinstance(value, (list, tuple)):
+            return build(listy[0], value, path)
+        return build(next((a for a in args if a not in listy), args[0]), value, path)
     if origin is tuple:
         (item,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
         if not isinstance(value, (list, tuple)):

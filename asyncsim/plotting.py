@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 SEGMENTS = {"compute": "tab:blue", "communicate": "tab:orange", "wait": "0.85"}
+UNUSED = {1: ("dropped", "tab:purple"), 2: ("cancelled", "tab:olive"), 3: ("lost (crash)", "tab:red")}
 
 
 def plot_loss(metrics: pd.DataFrame, ax=None, label: str | None = None):
@@ -23,12 +24,16 @@ def plot_loss(metrics: pd.DataFrame, ax=None, label: str | None = None):
     return ax
 
 
-def plot_staleness(trace: pd.DataFrame, ax=None):
-    """Histogram of the staleness tau_k = k - r_k of every contribution, with its mean."""
+def plot_staleness(trace: pd.DataFrame, ax=None, predicted=None):
+    """Histogram of the staleness tau_k = k - r_k of every applied contribution, with its mean, and the predicted
+    law P(tau = j) (a sequence indexed by j) overlaid when given."""
     ax = ax or plt.figure(figsize=(6, 4)).gca()
-    tau = trace["staleness"].to_numpy()
+    tau = _applied(trace)["staleness"].to_numpy()
     edges = np.arange(tau.max() + 2) - 0.5 if tau.max() < 200 else 100
-    ax.hist(tau, bins=edges, density=True, color="tab:blue", alpha=0.8)
+    ax.hist(tau, bins=edges, density=True, color="tab:blue", alpha=0.8, label="simulated")
+    if predicted is not None:
+        p = np.asarray(predicted)
+        ax.plot(np.arange(len(p)), p, "o-", ms=3, color="k", lw=1, label="predicted")
     ax.axvline(tau.mean(), color="k", ls="--", label=f"mean {tau.mean():.2f}")
     ax.set_xlabel("staleness (updates)")
     ax.set_ylabel("fraction of contributions")
@@ -36,26 +41,58 @@ def plot_staleness(trace: pd.DataFrame, ax=None):
     return ax
 
 
+def plot_shares(trace: pd.DataFrame, ax=None, predicted=None):
+    """Each worker's share of the applied contributions (bars), and the predicted shares (markers) when given."""
+    ax = ax or plt.figure(figsize=(6, 4)).gca()
+    used = _applied(trace)
+    n = int(trace["worker"].max()) + 1
+    share = np.bincount(used["worker"], minlength=n) / len(used)
+    ax.bar(np.arange(n), share, color="tab:blue", alpha=0.8, label="simulated")
+    if predicted is not None:
+        ax.plot(np.arange(len(predicted)), predicted, "k_", ms=14, mew=2, label="predicted")
+    ax.set_xlabel("worker")
+    ax.set_ylabel("share of applied contributions")
+    ax.legend()
+    return ax
+
+
 def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_workers: int = 32):
     """Per worker, when it computes (t_read..t_done), communicates (uplink t_done..t_arrive and downlink
-    t_apply..next t_read) or waits (t_arrive..t_apply: server queue, and the barrier in ``sync``).  By default
+    t_apply..next t_read) or waits (t_arrive..t_apply: server queue, and the barrier in ``sync``); work that was
+    dropped, cancelled or lost in a crash is drawn in its own colour, and a crash is marked with an x.  By default
     shows about the first 20 contributions per worker."""
     ax = ax or plt.figure(figsize=(8, 4)).gca()
     workers = sorted(trace["worker"].unique())[:max_workers]
     if until is None:
         until = float(np.sort(trace["t_apply"].to_numpy())[min(len(trace) - 1, 20 * len(workers))])
+    status = trace["status"] if "status" in trace else pd.Series(0, index=trace.index)
+    labelled = set()
     for row, w in enumerate(workers):
         mine = trace[trace["worker"] == w].sort_values("step")
         mine = mine[mine["t_read"] < until]
-        next_read = np.append(mine["t_read"].to_numpy()[1:], np.nan)
+        if mine.empty:
+            continue
+        st = status[mine.index].to_numpy()
+        ok = mine[st == 0]
+        next_read = pd.Series(np.append(mine["t_read"].to_numpy()[1:], np.nan), index=mine.index)[st == 0]
         spans = {
-            "compute": zip(mine["t_read"], mine["t_done"]),
-            "communicate": list(zip(mine["t_done"], mine["t_arrive"])) + list(zip(mine["t_apply"], next_read)),
-            "wait": zip(mine["t_arrive"], mine["t_apply"]),
+            "compute": zip(ok["t_read"], ok["t_done"]),
+            "communicate": list(zip(ok["t_done"], ok["t_arrive"])) + list(zip(ok["t_apply"], next_read)),
+            "wait": zip(ok["t_arrive"], ok["t_apply"]),
         }
-        for kind, pairs in spans.items():
+        for name, pairs in spans.items():
             bars = [(a, b - a) for a, b in pairs if np.isfinite(b) and b > a]
-            ax.broken_barh(bars, (row - 0.4, 0.8), color=SEGMENTS[kind], label=kind if row == 0 else None)
+            ax.broken_barh(bars, (row - 0.4, 0.8), color=SEGMENTS[name], label=name if name not in labelled else None)
+            labelled.add(name)
+        for code, (name, color) in UNUSED.items():
+            bad = mine[st == code]
+            if len(bad):
+                bars = [(a, b - a) for a, b in zip(bad["t_read"], bad["t_apply"]) if b > a]
+                ax.broken_barh(bars, (row - 0.4, 0.8), color=color, alpha=0.7, hatch="//",
+                               label=name if name not in labelled else None)
+                labelled.add(name)
+                if code == 3:
+                    ax.plot(bad["t_apply"], [row] * len(bad), "kx", ms=7)
     ax.set_xlim(0, until)
     ax.set_yticks(range(len(workers)), [str(w) for w in workers])
     ax.set_xlabel("simulated time (s)")
@@ -64,10 +101,19 @@ def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_
     return ax
 
 
-def save_plots(metrics: pd.DataFrame, trace: pd.DataFrame, directory, title: str = "") -> list[str]:
-    """Write loss.png, staleness.png and timeline.png into ``directory``; return the file names."""
+def _applied(trace: pd.DataFrame) -> pd.DataFrame:
+    return trace[trace["status"] == 0] if "status" in trace else trace
+
+
+def save_plots(metrics: pd.DataFrame, trace: pd.DataFrame, directory, title: str = "",
+               predicted: dict | None = None) -> list[str]:
+    """Write loss.png, staleness.png, shares.png and timeline.png into ``directory``; return the file names.
+    ``predicted`` may hold ``staleness_pmf`` and ``worker_shares`` to overlay."""
+    predicted = predicted or {}
     names = []
-    for name, draw in (("loss", lambda ax: plot_loss(metrics, ax)), ("staleness", lambda ax: plot_staleness(trace, ax)),
+    for name, draw in (("loss", lambda ax: plot_loss(metrics, ax)),
+                       ("staleness", lambda ax: plot_staleness(trace, ax, predicted.get("staleness_pmf"))),
+                       ("shares", lambda ax: plot_shares(trace, ax, predicted.get("worker_shares"))),
                        ("timeline", lambda ax: plot_timeline(trace, ax))):
         fig, ax = plt.subplots(figsize=(8, 4) if name == "timeline" else (6, 4))
         draw(ax)

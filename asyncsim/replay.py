@@ -39,9 +39,10 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     """Apply ``algorithm`` along ``trace``; record metrics at versions 0, record_every, 2 record_every, ..., K.
 
     Each contribution's randomness is the ALGORITHM stream draw of its (worker, step), so the result depends only
-    on the trace, the seed and the inputs.  Stops early, with ``diverged_at`` set, when a recorded loss is not
+    on the trace, the seed and the inputs.  Only applied rows are replayed (``Trace.used``).  Stops early, with ``diverged_at`` set, when a recorded loss is not
     finite.
     """
+    trace = trace.used()  # dropped, cancelled and lost work changes no parameters
     K = trace.n_updates
     read_order = np.argsort(trace.read_version, kind="stable")
     read_bounds = np.searchsorted(trace.read_version[read_order], np.arange(K + 1)).tolist()

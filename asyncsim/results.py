@@ -35,7 +35,8 @@ def write_results(result, out_dir, plots: bool = True) -> Path:
             from .plotting import save_plots  # matplotlib is only imported when plots are made
 
             (tmp / "plots").mkdir()
-            save_plots(result.metrics, result.trace.to_frame(), tmp / "plots", result.scenario.name)
+            save_plots(result.metrics, result.trace.to_frame(), tmp / "plots", result.scenario.name,
+                       result.summary.get("predicted"))
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)

@@ -31,6 +31,8 @@ class Stream(IntEnum):
     DOWNLINK = 4
     SERVICE = 5
     ALGORITHM = 6
+    FAILURE = 7
+    PHASE = 8
 
 
 def generator(seed: int, stream: Stream, worker: int = 0, block: int = 0) -> np.random.Generator:

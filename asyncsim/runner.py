@@ -11,11 +11,12 @@ import pandas as pd
 
 from . import __version__
 from .params import kind
+from .predict import overlays
 from .replay import replay
 from .rng import Stream, generator
 from .scenario import Scenario
-from .timing.protocols import simulate
-from .timing.trace import Trace
+from .timing.protocols import choose_engine, simulate
+from .timing.trace import Status, Trace
 
 
 @dataclass(frozen=True)
@@ -29,19 +30,24 @@ class RunResult:
     x: np.ndarray
 
 
-def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None) -> RunResult:
+def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, engine: str = "auto") -> RunResult:
     """Simulate the scenario's timing, then replay its algorithm along the trace.
 
     Problem data come from the DATA stream, x_0 from the INIT stream, timing from the timing streams and the
-    algorithm's randomness from the ALGORITHM stream, all keyed by the scenario's seed.
+    algorithm's randomness from the ALGORITHM stream, all keyed by the scenario's seed.  ``engine`` ('auto',
+    'simpy' or 'fast') picks the trace generator; both give the same trace, and summary.json names the one used.
     """
     start = time.perf_counter()
     seed = scenario.seed
+    used = choose_engine(scenario.cluster, scenario.protocol, engine)
     problem = scenario.problem.build(generator(seed, Stream.DATA))
     x0 = problem.initial_point(generator(seed, Stream.INIT))
-    trace = simulate(scenario.cluster, scenario.protocol, scenario.run.updates, seed).validate()
+    trace = simulate(scenario.cluster, scenario.protocol, scenario.run.updates, seed, scenario.message_bytes,
+                     used).validate()
     result = replay(trace, scenario.algorithm, problem, x0, seed, scenario.run.record_every, progress)
     summary = summarize(scenario, trace, result.metrics, result.peak_in_flight, result.diverged_at)
+    summary["engine"] = used
+    summary["predicted"] = overlays(scenario)
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
     return RunResult(scenario=scenario, trace=trace, metrics=result.metrics, summary=summary, x=result.x)
 
@@ -49,8 +55,10 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None) 
 def summarize(scenario: Scenario, trace: Trace, metrics: pd.DataFrame, peak_in_flight: int,
               diverged_at: int | None) -> dict:
     """The numbers of summary.json (everything but the wall time, which the caller adds)."""
-    tau = trace.staleness
+    used = trace.used()
+    tau = used.staleness
     last = metrics.iloc[-1]
+    status = np.bincount(trace.status, minlength=len(Status))
     out = {
         "scenario": scenario.name,
         "seed": scenario.seed,
@@ -58,9 +66,11 @@ def summarize(scenario: Scenario, trace: Trace, metrics: pd.DataFrame, peak_in_f
         "algorithm": kind(scenario.algorithm),
         "workers": trace.n_workers,
         "updates": trace.n_updates,
-        "contributions": len(trace),
-        "simulated_time": float(trace.t_apply[-1]),
-        "updates_per_second": trace.n_updates / float(trace.t_apply[-1]),
+        "contributions": len(used),
+        "unused": {s.name.lower(): int(status[s]) for s in Status if s != Status.APPLIED},
+        "simulated_time": float(used.t_apply[-1]),
+        "updates_per_second": trace.n_updates / float(used.t_apply[-1]),
+        "worker_shares": (np.bincount(used.worker, minlength=trace.n_workers) / len(used)).round(6).tolist(),
         "final_loss": float(last["loss"]),
         "staleness": {
             "mean": float(tau.mean()),

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .algorithms.base import Algorithm
-from .params import ScenarioError, build_dataclass, require, to_plain
+from .params import ScenarioError, build_dataclass, kind, relative_to, require, to_plain
 from .problems.base import ProblemSpec
 from .timing.cluster import Cluster
 from .timing.protocols import Async, Protocol
@@ -55,6 +55,16 @@ class Scenario:
         require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), "name",
                 "must be letters, digits, '_', '.' or '-' (it names the result directory)", self.name)
         require(0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)", self.seed)
+        self.protocol.check(self.algorithm)
+        if getattr(self.algorithm, "local_steps", None) is not None:
+            require(kind(self.protocol) == "periodic", "protocol.kind",
+                    f"must be periodic for algorithm {kind(self.algorithm)} (local steps)", kind(self.protocol))
+
+    @property
+    def message_bytes(self) -> int:
+        """Size of a message on the links: cluster.network.message_bytes, else 8 bytes per parameter."""
+        given = self.cluster.network.message_bytes
+        return 8 * self.problem.dim if given is None else given
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved scenario (defaults filled in) as plain data."""
@@ -133,4 +143,6 @@ def load_scenario(path: str | Path | None = None, overrides: Iterable[str] = (),
         if not p.is_file():
             raise ScenarioError(f"scenario file {str(p)!r} not found")
         text, source = p.read_text(), str(p)
+        with relative_to(p.parent):
+            return from_dict(parse_yaml(text, source), overrides, seed)
     return from_dict(parse_yaml(text, source), overrides, seed)

@@ -7,7 +7,8 @@ times it against the SimPy engine, and the tests use it as an independent oracle
 
 from heapq import heappop, heappush
 
-from asyncsim.timing.cluster import Cluster, Durations
+from asyncsim.timing.cluster import Cluster
+from asyncsim.timing.durations import Durations
 from asyncsim.timing.engine import Log
 from asyncsim.timing.trace import Trace
 
@@ -23,7 +24,7 @@ def async_trace(cluster: Cluster, n_updates: int, seed: int) -> Trace:
     for k in range(n_updates):
         t_arrive, w, step, version, t_read, t_done = heappop(heap)
         free = (t_arrive if t_arrive > free else free) + d.service(w, step)
-        log.add(k, w, step, version, -1, t_read, t_done, t_arrive, free)
+        log.add(k, w, step, version, -1, 0, t_read, t_done, t_arrive, free)
         step += 1
         t_read = free + d.downlink(w, step)
         t_done = t_read + d.compute(w, step)

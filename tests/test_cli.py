@@ -17,7 +17,7 @@ def test_run_without_argument_writes_every_result_file(tmp_path, monkeypatch, ca
     assert main(["run"]) == 0
     out = tmp_path / "results" / "quickstart"
     for name in ("scenario.yaml", "trace.parquet", "metrics.csv", "summary.json", "plots/loss.png",
-                 "plots/staleness.png", "plots/timeline.png"):
+                 "plots/staleness.png", "plots/shares.png", "plots/timeline.png"):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     trace = Trace.load(out / "trace.parquet")
@@ -71,7 +71,7 @@ def test_plot_command_redraws_plots(tmp_path, capsys):
     assert main(["run", "--out", str(out), *SHORT]) == 0
     assert not (out / "plots").exists()
     assert main(["plot", str(out)]) == 0
-    assert {p.name for p in (out / "plots").iterdir()} == {"loss.png", "staleness.png", "timeline.png"}
+    assert {p.name for p in (out / "plots").iterdir()} == {"loss.png", "staleness.png", "shares.png", "timeline.png"}
     assert main(["plot", str(tmp_path)]) == 2
     assert "is not a complete asyncsim result directory" in capsys.readouterr().err
 

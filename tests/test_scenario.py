@@ -40,11 +40,11 @@ MALFORMED = [
     (variant("cluster.stragglers", [{"worker": 9, "slowdown": 2.0}]),
      "cluster.stragglers[0].worker must be < workers (8), got 9"),
     (variant("run", DELETE), "run is required"),
-    (variant("protocol.kind", "asynch"), "protocol.kind must be one of async, sync; got 'asynch'"),
+    (variant("protocol.kind", "asynch"), "protocol.kind must be one of allreduce, async, deadline, k_of_n, periodic, rennala, ringmaster, ssp, sync, trace_file; got 'asynch'"),
     (variant("run.updates", 2.5), "run.updates must be an integer, got 2.5 (float)"),
     (variant("cluster.compute", {"mean": 1.0}),
-     "cluster.compute.kind is required (one of constant, empirical, exponential, lognormal, pareto, "
-     "shifted_exponential, uniform)"),
+     "cluster.compute.kind is required (one of bimodal, constant, empirical, exponential, gamma, lognormal, "
+     "mixture, pareto, shifted_exponential, uniform)"),
     (variant("algoritm", {"kind": "sgd", "lr": 0.1}),
      "algoritm is not a known key (allowed: algorithm, cluster, name, problem, protocol, run, seed)"),
     (variant("name", "a/b"),
@@ -54,7 +54,7 @@ MALFORMED = [
     (variant("cluster.stragglers", {"worker": 0}), "cluster.stragglers must be a list, got {'worker': 0} (dict)"),
     (variant("seed", -1), "seed must be in [0, 2**63), got -1"),
     (["not", "a", "mapping"], "a scenario must be a mapping at the top level, got list"),
-    (variant("protocol", {"kind": ["async"]}), "protocol.kind must be one of async, sync; got ['async']"),
+    (variant("protocol", {"kind": ["async"]}), "protocol.kind must be one of allreduce, async, deadline, k_of_n, periodic, rennala, ringmaster, ssp, sync, trace_file; got ['async']"),
 ]
 
 

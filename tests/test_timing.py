@@ -182,7 +182,7 @@ def test_loading_a_foreign_parquet_file_fails_clearly(tmp_path):
     (lambda t: dict(read_version=np.where(t.update == 3, 4, t.read_version)), "staleness < 0"),
     (lambda t: dict(step=np.where((t.worker == 0) & (t.step == 1), 2, t.step)), "not consecutive from 0"),
     (lambda t: dict(t_done=np.where(t.update == 2, t.t_read - 0.1, t.t_done)), "t_done < t_read"),
-    (lambda t: dict(t_apply=np.where(t.update == 4, t.t_arrive - 1.0, t.t_apply)), "t_apply < t_arrive"),
+    (lambda t: dict(t_apply=np.where(t.update == 4, t.t_arrive - 0.125, t.t_apply)), "t_apply < t_arrive"),
     (lambda t: dict(update=np.where(t.update == 5, 7, t.update)), "not consecutive"),
     # update 2 reads version 1, which only exists from t = 1.125 on
     (lambda t: dict(t_read=np.where(t.update == 2, 1.0, t.t_read), t_done=np.where(t.update == 2, 2.0, t.t_done)),

@@ -1,11 +1,15 @@
-"""The cluster: workers with compute-time laws and stragglers, links, and the server.  Plain frozen data."""
+"""The cluster: workers (compute-time laws, speeds, stragglers, transient slow phases, failures), links (alpha-beta
+latency and bandwidth) and the server (service time, slots).  Plain frozen data; ``Durations`` turns it into the
+keyed timing draws of one run.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..params import require
-from ..rng import StepDraws, Stream
+import numpy as np
+
+from ..params import require, resolve_path
 from .laws import Constant, DelayLaw
 
 
@@ -22,56 +26,163 @@ class Straggler:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Transient:
+    """Transient stragglers: every worker alternates between a normal phase and a slow phase (a two-state Markov
+    process in simulated time, phase lengths exponential with means ``mean_normal`` and ``mean_slow`` seconds; every
+    worker starts in its normal phase).  In a slow phase a worker computes ``slowdown`` times slower, so a
+    computation that straddles a phase change is sped up or slowed down part-way.  In the long run a worker is slow
+    a fraction mean_slow / (mean_normal + mean_slow) of the time."""
+
+    mean_normal: float
+    mean_slow: float
+    slowdown: float
+
+    def __post_init__(self):
+        require(self.mean_normal > 0, "mean_normal", "must be > 0", self.mean_normal)
+        require(self.mean_slow > 0, "mean_slow", "must be > 0", self.mean_slow)
+        require(self.slowdown >= 1, "slowdown", "must be >= 1", self.slowdown)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failures:
+    """Worker crashes: each worker is up for an exponential time of rate ``rate`` (crashes per second), then down
+    for a time drawn from ``downtime``, then rejoins with fresh parameters (the server's current version), and so on.
+    Work in progress when a worker crashes (computing or sending) is lost, and so is a reply it was waiting for; a
+    message that already reached the server is not."""
+
+    rate: float
+    downtime: DelayLaw
+
+    def __post_init__(self):
+        require(self.rate > 0, "rate", "must be > 0", self.rate)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network:
+    """The beta part of the alpha-beta link model: a message of m bytes takes latency + m / bandwidth seconds.
+    Bandwidths are in bytes per second (None: infinite); ``message_bytes`` defaults to the problem's dimension
+    times 8 (float64 parameters or gradients)."""
+
+    uplink_bandwidth: float | None = None
+    downlink_bandwidth: float | None = None
+    message_bytes: int | None = None
+
+    def __post_init__(self):
+        for name in ("uplink_bandwidth", "downlink_bandwidth"):
+            value = getattr(self, name)
+            require(value is None or value > 0, name, "must be > 0 (or null for infinite)", value)
+        require(self.message_bytes is None or self.message_bytes >= 0, "message_bytes", "must be >= 0",
+                self.message_bytes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeTrace:
+    """Trace-driven compute times: a CSV file with one column per worker (seconds, a header row optional); worker
+    w's step s takes row s of column w, from the top again when the file is exhausted if ``cycle``."""
+
+    path: str
+    cycle: bool = True
+    table: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        p = resolve_path(self.path)
+        object.__setattr__(self, "path", str(p))
+        require(p.is_file(), "path", "must be an existing CSV file", self.path)
+        try:
+            table = np.loadtxt(p, delimiter=",", ndmin=2, dtype=np.float64)
+        except ValueError:  # a header row
+            table = np.loadtxt(p, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+        require(table.size > 0, "path", "must hold at least one row of numbers", self.path)
+        bad = np.argwhere(~np.isfinite(table) | (table < 0))
+        require(len(bad) == 0, "path", "must hold finite compute times >= 0 only",
+                f"{table[tuple(bad[0])]} in data row {bad[0][0] + 1}" if len(bad) else None)
+        table.flags.writeable = False
+        object.__setattr__(self, "table", table)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Server:
-    """The parameter server: one FIFO queue; each arriving contribution holds the server for a service time."""
+    """The parameter server: a FIFO queue in front of ``slots`` identical service slots; each contribution holds a
+    slot for a service time.  Contributions waiting in the queue start service in arrival order."""
 
     service: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
+    slots: int = 1
+
+    def __post_init__(self):
+        require(self.slots >= 1, "slots", "must be >= 1", self.slots)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Cluster:
-    """n workers with a compute-time law (seconds per local computation), persistent stragglers, uplink
-    (worker -> server) and downlink (server -> worker) latency laws, and a server with a service-time law."""
+    """n workers and their links to one server.
+
+    Worker w's compute time at step s is ``X * slowdown_w / speed_w`` where X is drawn from ``compute`` (one law for
+    all, or a list of n laws) or read from ``compute_trace``; ``speeds`` (default all 1) and ``stragglers``
+    (persistent slowdowns) make workers heterogeneous; ``transient`` adds random slow phases and ``failures`` crashes.
+    A message takes the latency drawn from ``uplink`` / ``downlink`` plus its size over the bandwidth of ``network``.
+    """
 
     workers: int
-    compute: DelayLaw
+    compute: DelayLaw | tuple[DelayLaw, ...] | None = None
+    compute_trace: ComputeTrace | None = None
+    speeds: tuple[float, ...] = ()
     stragglers: tuple[Straggler, ...] = ()
+    transient: Transient | None = None
+    failures: Failures | None = None
     uplink: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
     downlink: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
+    network: Network = field(default_factory=Network)
     server: Server = field(default_factory=Server)
 
     def __post_init__(self):
-        require(self.workers >= 1, "workers", "must be >= 1", self.workers)
-        require(self.compute.mean > 0, "compute", "must have a mean > 0", self.compute)
+        n = self.workers
+        require(n >= 1, "workers", "must be >= 1", n)
+        require((self.compute is None) != (self.compute_trace is None), "compute",
+                "must be given, or compute_trace instead (exactly one of the two)", self.compute)
+        if isinstance(self.compute, (list, tuple)):
+            object.__setattr__(self, "compute", tuple(self.compute))
+            require(len(self.compute) == n, "compute", f"must be one law or a list of one law per worker ({n})",
+                    f"a list of {len(self.compute)}")
+        for w, law in enumerate(self.laws):
+            require(law.mean > 0, "compute" if self.compute_trace is None else "compute_trace",
+                    "must have a mean > 0", law if len(self.laws) == 1 else f"worker {w}: {law}")
+        if self.compute_trace is not None:
+            cols = self.compute_trace.table.shape[1]
+            require(cols >= n, "compute_trace.path", f"must have one column per worker ({n})", f"{cols} columns")
+        object.__setattr__(self, "speeds", tuple(float(v) for v in self.speeds))
+        require(len(self.speeds) in (0, n), "speeds", f"must list one speed per worker ({n})", list(self.speeds))
+        require(all(v > 0 for v in self.speeds), "speeds", "must all be > 0", list(self.speeds))
         object.__setattr__(self, "stragglers", tuple(self.stragglers))
         seen = set()
         for i, s in enumerate(self.stragglers):
-            require(s.worker < self.workers, f"stragglers[{i}].worker", f"must be < workers ({self.workers})", s.worker)
+            require(s.worker < n, f"stragglers[{i}].worker", f"must be < workers ({n})", s.worker)
             require(s.worker not in seen, f"stragglers[{i}].worker", "must not repeat", s.worker)
             seen.add(s.worker)
 
     @property
-    def slowdowns(self) -> tuple[float, ...]:
-        """Per-worker compute-time multipliers (1.0 for workers that are not stragglers)."""
-        factor = {s.worker: s.slowdown for s in self.stragglers}
-        return tuple(factor.get(w, 1.0) for w in range(self.workers))
+    def factors(self) -> tuple[float, ...]:
+        """Per-worker compute-time multipliers: slowdown / speed (1.0 for a plain worker)."""
+        slow = {s.worker: s.slowdown for s in self.stragglers}
+        speeds = self.speeds or (1.0,) * self.workers
+        return tuple(slow.get(w, 1.0) / speeds[w] for w in range(self.workers))
 
+    @property
+    def laws(self) -> tuple[DelayLaw, ...]:
+        """Per-worker compute-time laws before the factors (for a compute trace: each column's values, resampled)."""
+        from .laws import Empirical
 
-class Durations:
-    """Keyed timing draws of one run: ``compute(w, s)``, ``uplink(w, s)``, ``downlink(w, s)``, ``service(w, s)``
-    are the durations of worker w's step s, each from its own stream (DESIGN.md, "Randomness").  The downlink of
-    step s is the reply that delivers the parameters step s reads (unused for s = 0: every worker starts at time 0
-    with version 0)."""
+        if self.compute_trace is not None:
+            t = self.compute_trace.table
+            return tuple(Empirical(values=tuple(t[:, w])) for w in range(self.workers))
+        if isinstance(self.compute, tuple):
+            return self.compute
+        return (self.compute,) * self.workers
 
-    def __init__(self, cluster: Cluster, seed: int):
-        def draws(stream: Stream, law: DelayLaw) -> StepDraws:
-            return StepDraws(seed, stream, lambda g, n: law.sample(g, n).tolist())
+    @property
+    def independent(self) -> bool:
+        """True when the timing of each worker depends on no other worker and on no time-varying state: no server
+        contention (service time 0), no transient slow phases, no failures.  The fast path needs this."""
+        service = self.server.service
+        return (isinstance(service, Constant) and service.value == 0.0 and self.transient is None
+                and self.failures is None)
 
-        self._compute = draws(Stream.COMPUTE, cluster.compute)
-        self._slowdown = cluster.slowdowns
-        self.uplink = draws(Stream.UPLINK, cluster.uplink)
-        self.downlink = draws(Stream.DOWNLINK, cluster.downlink)
-        self.service = draws(Stream.SERVICE, cluster.server.service)
-
-    def compute(self, worker: int, step: int) -> float:
-        return self._compute(worker, step) * self._slowdown[worker]

@@ -1,9 +1,11 @@
 """The SimPy clock with the explicit tie rule, the FIFO server, and the row log that becomes a Trace.
 
 Tie rule (DESIGN.md, "Ties").  Events at the same simulated time are processed in phase order (applies, then
-reads, then compute completions, then arrivals at the server) and, within a phase, by worker id; never by creation
-order.  Arrivals come last so that every contribution arriving at time t has joined the server's queue before the
-server picks among them: contributions that arrive together are queued in worker-id order.
+reads, then compute completions, then arrivals at the server, then the server's round decisions) and, within a
+phase, by worker id; never by creation order.  Arrivals come after completions so that every contribution arriving
+at time t has joined the server's queue before the server decides on them: contributions that arrive together are
+queued in worker-id order.  An apply caused by an arrival at the same instant (zero service time) runs right after
+that arrival.
 
 Events are scheduled at an absolute time (not ``now + delay``) so that the times in the Trace are exactly the chain
 sums of the durations (t_done = t_read + compute, ...) with no re-rounding through ``t - now``.
@@ -12,7 +14,7 @@ sums of the durations (t_done = t_read + compute, ...) with no re-rounding throu
 from __future__ import annotations
 
 from enum import IntEnum
-from heapq import heappush
+from heapq import heappush, heapreplace
 
 import numpy as np
 import simpy
@@ -25,6 +27,7 @@ class Phase(IntEnum):
     READ = 1
     DONE = 2
     ARRIVE = 3
+    CLOSE = 4
 
 
 class Clock(simpy.Environment):
@@ -49,31 +52,33 @@ class Clock(simpy.Environment):
 
 
 class FifoServer:
-    """A single-server FIFO queue.  Contributions are offered in arrival order (the Clock's tie rule makes that
-    (time, worker) order); the queue state is then fully described by the time the server becomes free, and a
-    contribution arriving at t with service time S finishes at max(t, free) + S (Lindley's recursion)."""
+    """A FIFO queue in front of ``slots`` identical servers.  Contributions are offered in arrival order (the
+    Clock's tie rule makes that (time, worker) order) and each starts service on the slot that frees first, so a
+    contribution arriving at t with service time S finishes at max(t, earliest free slot) + S (Kiefer and
+    Wolfowitz 1955; Lindley's recursion for one slot)."""
 
-    __slots__ = ("free_at",)
+    __slots__ = ("free",)
 
-    def __init__(self):
-        self.free_at = 0.0
+    def __init__(self, slots: int = 1):
+        self.free = [0.0] * slots  # a heap of the times the slots become free
 
     def serve(self, t_arrive: float, service: float) -> float:
-        start = t_arrive if t_arrive > self.free_at else self.free_at
-        self.free_at = start + service
-        return self.free_at
+        free = self.free[0]
+        done = (t_arrive if t_arrive > free else free) + service
+        heapreplace(self.free, done)
+        return done
 
 
 class Log:
-    """Rows appended by protocol processes, turned into a Trace sorted by (update, worker)."""
+    """Rows appended by protocol processes, turned into a Trace sorted by (update, worker, step)."""
 
     COLUMNS = INT_COLUMNS + TIME_COLUMNS  # the order of ``add``'s arguments
 
     def __init__(self):
         self.rows: list[tuple] = []
 
-    def add(self, update, worker, step, read_version, round_, t_read, t_done, t_arrive, t_apply):
-        self.rows.append((update, worker, step, read_version, round_, t_read, t_done, t_arrive, t_apply))
+    def add(self, update, worker, step, read_version, round_, status, t_read, t_done, t_arrive, t_apply):
+        self.rows.append((update, worker, step, read_version, round_, status, t_read, t_done, t_arrive, t_apply))
 
     def trace(self, n_workers: int, protocol: str) -> Trace:
         if not self.rows:
@@ -81,5 +86,5 @@ class Log:
         else:
             data = list(zip(*self.rows))
             cols = {c: np.array(v) for c, v in zip(self.COLUMNS, data)}
-        order = np.lexsort((cols["worker"], cols["update"]))
+        order = np.lexsort((cols["step"], cols["worker"], cols["update"]))
         return Trace(n_workers=n_workers, protocol=protocol, **{c: v[order] for c, v in cols.items()})

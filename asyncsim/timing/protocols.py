@@ -1,30 +1,224 @@
 """Coordination protocols: SimPy process families that turn a Cluster into a Trace.
 
 ``simulate(cluster, protocol, n_updates, seed) -> Trace``.  Processes only move time; they never look at numeric
-values (DESIGN.md).  Each worker is one SimPy process; the server's FIFO queue is shared state (``FifoServer``).
+values (DESIGN.md).  Each worker is one SimPy process; the server is shared state (a FIFO queue with slots) and
+callbacks on keyed apply events.  This module holds the asynchronous family (async, ssp, ringmaster, rennala,
+periodic); ``rounds.py`` the synchronous one (sync, k_of_n, deadline, allreduce) and ``imported.py`` trace_file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import simpy
 
-from ..params import Registry, kind, require
-from .cluster import Cluster, Durations
+from ..params import Registry, ScenarioError, kind, require
+from .cluster import Cluster
+from .durations import Durations
 from .engine import Clock, FifoServer, Log, Phase
-from .trace import Trace
+from .trace import Status, Trace
+
+APPLIED, DROPPED, CANCELLED, LOST = Status.APPLIED, Status.DROPPED, Status.CANCELLED, Status.LOST
 
 
 class Protocol:
-    """Base class of protocols; ``Protocol.registry`` maps YAML ``kind`` names to protocols."""
+    """Base class of protocols; ``Protocol.registry`` maps YAML ``kind`` names to protocols.
+
+    A protocol makes the trace of ``n_updates`` updates from the cluster's keyed timing draws.  SimPy protocols
+    implement ``run(sim)``; others (``trace_file``) override ``trace``."""
 
     registry = Registry("protocol")
+    fast = False
+    """True for protocols the vectorized fast path reproduces exactly (when the cluster is ``independent``)."""
 
-    def run(self, clock: Clock, cluster: Cluster, times: Durations, n_updates: int, log: Log) -> None:
-        """Start the processes on ``clock`` and run it until ``n_updates`` updates are applied."""
+    def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
+        sim = Sim(Clock(cluster.workers), cluster, times, n_updates, Log())
+        self.run(sim)
+        return sim.log.trace(cluster.workers, kind(self))
+
+    def run(self, sim: "Sim") -> None:
+        """Start the processes on ``sim.clock`` and run it until ``sim.n_updates`` updates are applied."""
         raise NotImplementedError
+
+    def check(self, algorithm) -> None:
+        """Raise ParamError if ``algorithm`` cannot run under this protocol (default: any algorithm can)."""
+
+
+@dataclass
+class Sim:
+    clock: Clock
+    cluster: Cluster
+    times: Durations
+    n_updates: int
+    log: Log
 
 
 register = Protocol.registry.register
+
+
+def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = None, batch: int | None = None,
+              local_steps: int = 1) -> None:
+    """The asynchronous parameter server and its variants (one implementation, options switched on by protocol).
+
+    Worker w loops: get parameters (version v), compute ``local_steps`` gradients, send (uplink), queue at the
+    server, get applied as update k, and receive version k+1 in the reply (downlink).  Options:
+
+    - ``ssp``: the server holds a worker's reply while it is more than ``ssp`` steps ahead of the slowest worker
+      and sends the then-current parameters when the slowest catches up (Ho et al. 2013);
+    - ``max_staleness`` R: when version v appears, computations that read v - R - 1 or older are cancelled and
+      their workers restart on v; a queued contribution whose staleness would exceed R is dropped (Maranjyan,
+      Tyurin and Richtarik 2025);
+    - ``batch`` S: only contributions computed at the current version count; after S of them the server steps
+      (one update of S contributions); the others are dropped (Rennala SGD, Tyurin and Richtarik 2023).
+
+    Failures (``cluster.failures``): work in progress at a crash is lost (status LOST) and so is an awaited reply;
+    the worker rejoins when its down time ends and reads the server's current version.
+    """
+    clock, times, log, n_updates = sim.clock, sim.times, sim.log, sim.n_updates
+    n = sim.cluster.workers
+    fifo = FifoServer(sim.cluster.server.slots)
+    finished = clock.event()
+    server = {"version": 0, "full": False}
+    completed = [0] * n          # steps each worker has finished (applied, dropped, cancelled or lost): SSP clocks
+    computing: dict[int, tuple] = {}  # worker -> (process, read version) while computing or sending
+    waiting: list[tuple] = []    # SSP: (step, event) of held replies
+    pending: list[tuple] = []    # rennala: the kept contributions of the current version
+
+    def finish_step(w, step):
+        completed[w] = max(completed[w], step + 1)
+        if waiting:
+            slowest = min(completed)
+            for item in [x for x in waiting if x[1] - slowest <= ssp]:
+                waiting.remove(item)
+                item[2].succeed(server["version"])
+
+    def created(t):  # a new version exists at time t: cancel what can no longer be used (ringmaster)
+        v = server["version"]
+        if v == n_updates:
+            finished.succeed()  # runs before any keyed event at this time, so the clock stops here
+        elif max_staleness is not None:
+            for w, (proc, r) in list(computing.items()):
+                if v - r > max_staleness:
+                    del computing[w]
+                    proc.interrupt((t, v))
+
+    def apply(row, t):  # row = (w, step, version, t_read, t_done, t_arrive)
+        w, step, version = row[:3]
+        k = server["version"]
+        if max_staleness is not None and k - version > max_staleness:
+            log.add(k, w, step, version, -1, DROPPED, *row[3:], t)
+        else:
+            log.add(k, w, step, version, -1, APPLIED, *row[3:], t)
+            server["version"] = k + 1
+        finish_step(w, step)
+        created(t)
+
+    def apply_batch(rows, t):
+        k = server["version"]
+        for w, step, version, *times_ in rows:
+            log.add(k, w, step, version, -1, APPLIED, *times_, t)
+            finish_step(w, step)
+        server["version"], server["full"] = k + 1, False
+        created(t)
+
+    def at_apply(t, action, arg):
+        """Run ``action(arg, t)`` when the server applies at time t: right now if t is now (zero service time),
+        else at an APPLY event of the server.  Applies at one instant thus follow the server's queue order: the
+        server's APPLY events share one key, so SimPy keeps them in the order they were scheduled, which is the
+        order the contributions were served; and an arrival with zero service at t comes after all of them."""
+        if t == clock.now:
+            action(arg, t)
+            return None
+        event = clock.at(t, Phase.APPLY, -1)
+        event.callbacks.append(lambda _: action(arg, t))
+        return event
+
+    def compute(w, step, t):
+        if local_steps == 1:
+            return done(w, step, t)
+        for h in range(local_steps):
+            t = done(w, step * local_steps + h, t)
+        return t
+
+    done, downlink, uplink, service, crash_after = (times.done, times.downlink, times.uplink, times.service,
+                                                    times.crash_after)
+    track = max_staleness is not None
+
+    def worker(w):
+        step, version = 0, 0
+        t_up = t_send = 0.0   # t_up: a time the worker is known to be up; t_send: its parameters leave the server
+        while True:
+            if ssp is not None and step - min(completed) > ssp:
+                held = clock.event()
+                waiting.append((w, step, held))
+                version = yield held
+                t_send = clock.now
+            t_read = t_send if step == 0 else t_send + downlink(w, step)
+            crash, rejoin = crash_after(w, t_up)
+            if crash < t_read:  # down before the parameters arrive: rejoin and ask again
+                if rejoin > clock.now:
+                    yield clock.at(rejoin, Phase.READ, w)
+                t_up = t_send = max(rejoin, clock.now)
+                version = server["version"]
+                continue
+            t_done = compute(w, step, t_read)
+            t_arrive = t_done + uplink(w, step)
+            if track:
+                computing[w] = (procs[w], version)
+            try:
+                if crash < t_arrive:
+                    yield clock.at(crash, Phase.DONE, w)
+                    computing.pop(w, None)
+                    log.add(server["version"], w, step, version, -1, LOST, t_read, min(t_done, crash), crash, crash)
+                    finish_step(w, step)
+                    step += 1
+                    yield clock.at(rejoin, Phase.READ, w)
+                    t_up = t_send = rejoin
+                    version = server["version"]
+                    continue
+                yield clock.at(t_arrive, Phase.ARRIVE, w)
+            except simpy.Interrupt as stop:  # ringmaster: too stale to be used
+                t_stop, v = stop.cause
+                log.add(v, w, step, version, -1, CANCELLED, t_read, min(t_done, t_stop), min(t_arrive, t_stop), t_stop)
+                finish_step(w, step)
+                step += 1
+                t_up = t_send = t_stop
+                version = v
+                continue
+            if track:
+                del computing[w]
+            t_up = t_arrive
+            row = (w, step, version, t_read, t_done, t_arrive)
+            step += 1
+            if batch is not None:
+                if version != server["version"] or server["full"]:  # stale, or the batch is already complete
+                    log.add(server["version"], w, step - 1, version, -1, DROPPED, *row[3:], t_arrive)
+                    finish_step(w, step - 1)
+                    t_send, version = t_arrive, server["version"]
+                    continue
+                pending.append(row)
+                t_apply = fifo.serve(t_arrive, service(w, step - 1))
+                if len(pending) < batch:  # acknowledged at once: compute again at the same point
+                    t_send = t_arrive
+                    continue
+                rows = pending[:]
+                pending.clear()
+                server["full"] = True
+                event = at_apply(t_apply, apply_batch, rows)
+            else:
+                t_apply = fifo.serve(t_arrive, service(w, step - 1))
+                event = at_apply(t_apply, apply, row)
+            if crash < t_apply:  # down while queued: the update is still applied, the reply is lost
+                yield clock.at(rejoin, Phase.READ, w)
+                t_up = t_send = rejoin
+                version = server["version"]
+                continue
+            if event is not None:
+                yield event
+            version = server["version"]
+            t_up = t_send = t_apply
+
+    procs = [clock.process(worker(w)) for w in range(n)]
+    clock.run(until=finished)
 
 
 @register("async")
@@ -38,75 +232,130 @@ class Async(Protocol):
     n - 1 for any compute-time law (the staleness identity; e.g. Lian et al. 2015, Mishchenko et al. 2022).
     """
 
-    def run(self, clock, cluster, times, n_updates, log):
-        server = FifoServer()
-        counter = [0]
-        finished = clock.event()
+    fast = True
 
-        def worker(w):
-            t_read, version, step = 0.0, 0, 0
-            while True:
-                t_done = t_read + times.compute(w, step)
-                t_arrive = t_done + times.uplink(w, step)
-                yield clock.at(t_arrive, Phase.ARRIVE, w)
-                k = counter[0]
-                counter[0] = k + 1
-                # FIFO with one server: arrival order is apply order, so the index is known on arrival.
-                t_apply = server.serve(t_arrive, times.service(w, step))
-                log.add(k, w, step, version, -1, t_read, t_done, t_arrive, t_apply)
-                if k + 1 == n_updates:
-                    finished.succeed()  # runs before any keyed event at this time, so the clock stops here
-                    return
-                step += 1
-                t_read, version = t_apply + times.downlink(w, step), k + 1
-
-        for w in range(cluster.workers):
-            clock.process(worker(w))
-        clock.run(until=finished)
+    def run(self, sim):
+        run_async(sim)
 
 
-@register("sync")
+@register("ssp")
 @dataclass(frozen=True, kw_only=True)
-class Sync(Protocol):
-    """Synchronous rounds with a barrier: in round k every worker computes on version k; contributions queue at the
-    server (FIFO); when the last one has been served, the server applies one aggregated update (k -> k+1) and
-    broadcasts version k+1.  Update k is made of n contributions with staleness 0.  The round time is
-    max_i (compute_i + latencies_i) plus queueing, so E[round] = H_n / mu for n exponential(mu) workers."""
+class SSP(Protocol):
+    """Stale synchronous parallel (Ho et al., NIPS 2013) on a parameter server: asynchronous, but worker w may
+    start its step t only when every worker has finished at least t - ``bound`` steps, so no worker is more than
+    ``bound`` steps ahead of the slowest.  bound = 0 is a barrier per step; a large bound is ``async``."""
 
-    def run(self, clock, cluster, times, n_updates, log):
-        server = FifoServer()
-        n = cluster.workers
-        state = {"arrived": 0, "barrier": clock.event()}
+    bound: int
 
-        def worker(w):
-            t_read = 0.0
-            for k in range(n_updates):
-                t_done = t_read + times.compute(w, k)
-                t_arrive = t_done + times.uplink(w, k)
-                yield clock.at(t_arrive, Phase.ARRIVE, w)
-                server.serve(t_arrive, times.service(w, k))
-                barrier = state["barrier"]
-                state["arrived"] += 1
-                if state["arrived"] < n:
-                    t_apply = yield barrier
-                else:  # the last contribution of the round: apply once the server is done with it, then release
-                    state["arrived"], state["barrier"] = 0, clock.event()
-                    t_apply = server.free_at
-                    yield clock.at(t_apply, Phase.APPLY, -1)
-                    barrier.succeed(t_apply)
-                log.add(k, w, k, k, k, t_read, t_done, t_arrive, t_apply)
-                if k + 1 < n_updates:
-                    t_read = t_apply + times.downlink(w, k + 1)
+    def __post_init__(self):
+        require(self.bound >= 0, "bound", "must be >= 0", self.bound)
 
-        for w in range(n):
-            clock.process(worker(w))
-        clock.run()
+    def run(self, sim):
+        run_async(sim, ssp=self.bound)
 
 
-def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int) -> Trace:
-    """Simulate ``n_updates`` updates of ``protocol`` on ``cluster`` with the timing streams of ``seed``."""
+@register("ringmaster")
+@dataclass(frozen=True, kw_only=True)
+class Ringmaster(Protocol):
+    """Ringmaster ASGD (Maranjyan, Tyurin and Richtarik, 2025): asynchronous, but no update is applied with
+    staleness above ``max_staleness`` R.  When version v appears, every computation on a version older than v - R
+    is cancelled (status CANCELLED) and its worker restarts on v (one downlink later); a contribution already
+    queued at the server whose staleness would exceed R is dropped."""
+
+    max_staleness: int
+
+    def __post_init__(self):
+        require(self.max_staleness >= 0, "max_staleness", "must be >= 0", self.max_staleness)
+
+    def run(self, sim):
+        run_async(sim, max_staleness=self.max_staleness)
+
+
+@register("rennala")
+@dataclass(frozen=True, kw_only=True)
+class Rennala(Protocol):
+    """Rennala SGD's server (Tyurin and Richtarik, NeurIPS 2023): it collects ``batch`` S gradients computed at the
+    current version, from whichever workers finish first (a fast worker may contribute several), then steps.  A
+    worker whose gradient is kept is told at once to compute again at the same point; a gradient computed at an
+    old version is dropped and its worker gets the current version.  Each update has S contributions with
+    staleness 0; with deterministic times tau_i and no latency, the first update is applied at
+    min{t : sum_i floor(t / tau_i) >= S}."""
+
+    batch: int
+
+    def __post_init__(self):
+        require(self.batch >= 1, "batch", "must be >= 1", self.batch)
+
+    def run(self, sim):
+        run_async(sim, batch=self.batch)
+
+
+@register("periodic")
+@dataclass(frozen=True, kw_only=True)
+class Periodic(Protocol):
+    """Periodic exchange (local SGD, elastic averaging; Stich 2019, Zhang et al. 2015): each worker takes
+    ``local_steps`` H local steps (H compute times back to back), then exchanges with the server: asynchronously
+    (each exchange is one update) or, with ``synchronous: true``, in rounds with a barrier (each round is one
+    update of n contributions).  Needs an algorithm with local steps (``local_sgd``) and the same H."""
+
+    local_steps: int
+    synchronous: bool = False
+
+    def __post_init__(self):
+        require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
+
+    def run(self, sim):
+        if self.synchronous:
+            from .rounds import run_rounds
+
+            run_rounds(sim, local_steps=self.local_steps)
+        else:
+            run_async(sim, local_steps=self.local_steps)
+
+    def check(self, algorithm):
+        steps = getattr(algorithm, "local_steps", None)
+        require(steps == self.local_steps, "algorithm.local_steps",
+                f"must equal protocol.local_steps ({self.local_steps}); use kind: local_sgd", steps)
+
+
+ENGINES = ("auto", "simpy", "fast")
+
+
+def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") -> str:
+    """'fast' or 'simpy' (or 'imported' for a protocol that reads its trace): the engine that ``simulate`` uses.  ``engine='fast'`` on a scenario the fast path cannot
+    reproduce exactly is an error naming the reason."""
+    if engine not in ENGINES:
+        raise ScenarioError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    if type(protocol).trace is not Protocol.trace:
+        return "imported"  # nothing to simulate (trace_file)
+    reason = None
+    if not protocol.fast:
+        reason = f"protocol {kind(protocol)} (the fast path covers async and sync)"
+    elif not cluster.independent:
+        reason = "a cluster whose workers interact (server service time > 0, transient stragglers or failures)"
+    if engine == "fast" and reason:
+        raise ScenarioError(f"engine fast cannot simulate {reason}; use --engine simpy or auto")
+    return "simpy" if engine == "simpy" or reason else "fast"
+
+
+def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, message_bytes: int = 0,
+             engine: str = "auto") -> Trace:
+    """Simulate ``n_updates`` updates of ``protocol`` on ``cluster`` with the timing streams of ``seed``.
+
+    ``message_bytes`` sizes the messages for the links' bandwidth; ``engine`` is 'auto' (the vectorized fast path
+    where it is exact, else SimPy), 'simpy' or 'fast'.  Both engines give identical traces.
+    """
     require(n_updates >= 1, "n_updates", "must be >= 1", n_updates)
-    clock = Clock(cluster.workers)
-    log = Log()
-    protocol.run(clock, cluster, Durations(cluster, seed), n_updates, log)
-    return log.trace(cluster.workers, kind(protocol))
+    times = Durations(cluster, seed, message_bytes)
+    if choose_engine(cluster, protocol, engine) == "fast":
+        from .fast import fast_trace
+
+        return fast_trace(cluster, protocol, times, n_updates)
+    return protocol.trace(cluster, times, n_updates)
+
+
+from .imported import TraceFile  # noqa: E402  (registers trace_file)
+from .rounds import AllReduce, Deadline, KOfN, Sync  # noqa: E402  (registers the round protocols)
+
+__all__ = ["AllReduce", "Async", "Deadline", "KOfN", "Periodic", "Protocol", "Rennala", "Ringmaster", "SSP", "Sync",
+           "TraceFile", "choose_engine", "simulate"]

@@ -1,23 +1,42 @@
 """The Trace: where timing and numerics meet (DESIGN.md).
 
-One row per worker contribution, in the order the replay consumes them (by update index, then worker).  Update k
+One row per worker contribution, in the order the replay consumes them (by update index, worker, step).  Update k
 is applied to version k and produces version k+1; a contribution that read version r_k has staleness
 tau_k = k - r_k >= 0.  In ``sync`` all n contributions of round k form update k (staleness 0); in ``async`` each
-update has exactly one contribution.
+update has exactly one contribution.  Work that was never used (dropped, cancelled, lost in a crash) is kept as rows
+with a ``status`` other than APPLIED, so the trace shows what each protocol wasted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-INT_COLUMNS = ("update", "worker", "step", "read_version", "round")
+INT_COLUMNS = ("update", "worker", "step", "read_version", "round", "status")
 TIME_COLUMNS = ("t_read", "t_done", "t_arrive", "t_apply")
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+
+
+class Status(IntEnum):
+    """What became of a contribution.  For rows that were not applied, ``update`` is the number of updates applied
+    when the work was discarded and ``t_apply`` the time it was discarded (``t_done`` and ``t_arrive`` are cut at
+    that time for work that never finished or never arrived)."""
+
+    APPLIED = 0
+    """Used in update ``update``."""
+    DROPPED = 1
+    """Reached the server but was not used: after the first k of a round (k_of_n), after the deadline, computed at
+    an old version (rennala), or over the staleness bound (ringmaster)."""
+    CANCELLED = 2
+    """Stopped before it reached the server: its round closed (k_of_n, deadline), or its staleness would exceed
+    the bound (ringmaster)."""
+    LOST = 3
+    """Lost when the worker crashed (computing or sending)."""
 
 
 class TraceError(ValueError):
@@ -31,7 +50,8 @@ class Trace:
     ``update``: the update index k the contribution belongs to; ``worker``; ``step``: the worker's own counter
     (0, 1, ...); ``read_version``: the parameter version r it computed on; ``round``: the synchronous round (-1 for
     asynchronous protocols); times in simulated seconds: ``t_read`` (parameters in hand, computation starts),
-    ``t_done`` (computation finished), ``t_arrive`` (message at the server), ``t_apply`` (update applied).
+    ``t_done`` (computation finished), ``t_arrive`` (message at the server), ``t_apply`` (update applied);
+    ``status``: a :class:`Status` code (0 = applied).
     """
 
     n_workers: int
@@ -41,6 +61,7 @@ class Trace:
     step: np.ndarray
     read_version: np.ndarray
     round: np.ndarray
+    status: np.ndarray
     t_read: np.ndarray
     t_done: np.ndarray
     t_arrive: np.ndarray
@@ -63,16 +84,31 @@ class Trace:
         return self.update - self.read_version
 
     @property
+    def applied(self) -> np.ndarray:
+        """Boolean mask of the rows used in an update."""
+        return self.status == Status.APPLIED
+
+    @property
     def n_updates(self) -> int:
-        return int(self.update[-1]) + 1 if len(self.update) else 0
+        up = self.update[self.applied]
+        return int(up.max()) + 1 if len(up) else 0
+
+    def used(self) -> "Trace":
+        """The trace restricted to the applied rows (what the replay consumes)."""
+        if self.applied.all():
+            return self
+        keep = self.applied
+        return Trace(n_workers=self.n_workers, protocol=self.protocol,
+                     **{c: getattr(self, c)[keep] for c in INT_COLUMNS + TIME_COLUMNS})
 
     def __len__(self) -> int:
         return len(self.update)
 
     def update_times(self) -> np.ndarray:
         """Simulated time at which each version exists: entry v is the apply time of update v-1 (0.0 for v = 0)."""
-        last_row = np.searchsorted(self.update, np.arange(self.n_updates), side="right") - 1
-        return np.concatenate([[0.0], self.t_apply[last_row]])
+        used = self.used()
+        last_row = np.searchsorted(used.update, np.arange(used.n_updates), side="right") - 1
+        return np.concatenate([[0.0], used.t_apply[last_row]])
 
     def validate(self) -> "Trace":
         """Check the invariants and return self; raise TraceError naming the first offending row."""
@@ -86,15 +122,25 @@ class Trace:
         if len(self) == 0:
             raise TraceError("trace is empty")
         n = len(self)
-        def step_up(diff_mask):  # a mask over np.diff(...) -> a mask over the later row of each pair
+
+        def later(diff_mask):  # a mask over np.diff(...) -> a mask over the later row of each pair
             return np.concatenate([[False], diff_mask])
 
-        d_update = np.diff(self.update)
-        fail(np.arange(n) == 0 if self.update[0] != 0 else np.zeros(n, bool), "update indices do not start at 0")
-        fail(step_up(d_update < 0), "rows are not ordered by update index")
-        fail(step_up(d_update > 1), "update indices are not consecutive")
-        same = d_update == 0
-        fail(step_up(same & (np.diff(self.worker) <= 0)), "rows of one update are not ordered by worker")
+        d_update, d_worker, d_step = np.diff(self.update), np.diff(self.worker), np.diff(self.step)
+        fail(later((d_update < 0) | ((d_update == 0) & ((d_worker < 0) | ((d_worker == 0) & (d_step <= 0))))),
+             "rows are not ordered by (update, worker, step)")
+        fail((self.status < 0) | (self.status > max(Status)), f"status outside [0, {int(max(Status))}]")
+        applied = self.applied
+        rows = np.flatnonzero(applied)
+        if len(rows) == 0:
+            raise TraceError("no row has status APPLIED")
+        fail(_scatter(n, rows[:1], self.update[rows[:1]] != 0), "update indices do not start at 0")
+        d_up = np.diff(self.update[rows])
+        fail(_scatter(n, rows[1:], d_up > 1), "update indices are not consecutive")
+        d_apply = np.diff(self.t_apply[rows])
+        fail(_scatter(n, rows[1:], d_apply < 0), "apply times decrease with the update index")
+        fail(_scatter(n, rows[1:], (d_up == 0) & (d_apply != 0)), "one update has several apply times")
+        fail(~applied & (self.update > self.n_updates), "an unused row names an update after the last one")
         fail((self.worker < 0) | (self.worker >= self.n_workers), f"worker outside [0, {self.n_workers})")
         fail(self.read_version < 0, "read version < 0")
         fail(self.staleness < 0, "staleness < 0 (read a version that did not exist yet)")
@@ -102,8 +148,6 @@ class Trace:
         fail(self.t_done < self.t_read, "t_done < t_read")
         fail(self.t_arrive < self.t_done, "t_arrive < t_done")
         fail(self.t_apply < self.t_arrive, "t_apply < t_arrive")
-        fail(step_up(np.diff(self.t_apply) < 0), "apply times decrease with the update index")
-        fail(step_up(same & (np.diff(self.t_apply) != 0)), "one update has several apply times")
         created = self.update_times()
         fail(created[self.read_version] > self.t_read, "read a version before it was applied")
         order = np.lexsort((self.step, self.worker))  # rows by worker, then step
@@ -120,6 +164,7 @@ class Trace:
         cols = {c: getattr(self, c) for c in ("update", "worker", "step", "read_version")}
         cols["staleness"] = self.staleness
         cols["round"] = self.round
+        cols["status"] = self.status
         cols.update({c: getattr(self, c) for c in TIME_COLUMNS})
         return pd.DataFrame(cols)
 
@@ -137,9 +182,10 @@ class Trace:
         """Read a trace written by :meth:`save` and validate it."""
         table = pq.read_table(path)
         meta = table.schema.metadata or {}
-        if meta.get(b"asyncsim.trace") != FORMAT_VERSION.encode():
-            raise TraceError(f"{path} is not an asyncsim trace (format {FORMAT_VERSION})")
-        cols = {c: table.column(c).to_numpy() for c in INT_COLUMNS + TIME_COLUMNS}
+        if meta.get(b"asyncsim.trace") not in (b"1", FORMAT_VERSION.encode()):
+            raise TraceError(f"{path} is not an asyncsim trace (format 1 or {FORMAT_VERSION})")
+        cols = {c: table.column(c).to_numpy() if c in table.column_names else np.zeros(table.num_rows, np.int64)
+                for c in INT_COLUMNS + TIME_COLUMNS}  # format 1 had no status column: every row was applied
         trace = cls(n_workers=int(meta[b"asyncsim.n_workers"]), protocol=meta[b"asyncsim.protocol"].decode(), **cols)
         if not np.array_equal(table.column("staleness").to_numpy(), trace.staleness):
             raise TraceError(f"{path}: staleness column does not equal update - read_version")

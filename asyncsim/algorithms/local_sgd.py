@@ -1,0 +1,48 @@
+"""Local SGD: H local steps per exchange, for the ``periodic`` protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..params import require
+from .base import Algorithm, average
+
+
+@Algorithm.registry.register("local_sgd")
+@dataclass(frozen=True, kw_only=True)
+class LocalSGD(Algorithm):
+    """Local SGD (Stich 2019; "model averaging"): a worker that read x takes H = ``local_steps`` SGD steps on its
+    own minibatches, y_0 = x, y_{h+1} = y_h - lr g(y_h; B_h), and sends the change y_H - x.  The server adds the
+    average change of the messages of an update:
+        x_{k+1} = x_k + (1/m) sum_j (y_H^(j) - x_{r_j}),
+    asynchronously (m = 1, each exchange one update) or in synchronous rounds (m = n: periodic averaging).  With
+    H = 1 this is ``sgd`` (up to rounding).  Runs under ``protocol: {kind: periodic, local_steps: H}`` with the same H.
+    """
+
+    lr: float
+    local_steps: int
+    batch_size: int = 32
+
+    def __post_init__(self):
+        require(self.lr > 0, "lr", "must be > 0", self.lr)
+        require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
+        require(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
+
+    def draw(self, problem, rng, n_steps):
+        b = problem.sample_batches(rng, n_steps * self.local_steps, self.batch_size)
+        return b.reshape(n_steps, self.local_steps, *b.shape[1:])
+
+    def init(self, x0, n_workers):
+        return x0, (None,) * n_workers
+
+    def local(self, snapshot, worker_state, problem, draw):
+        y = snapshot
+        for batch in draw:
+            y = y - self.lr * problem.grad(y, batch)
+        return y - snapshot, worker_state
+
+    def apply(self, server_state, messages, info):
+        return server_state + average(messages)
+
+    def params(self, server_state):
+        return server_state

@@ -1,0 +1,319 @@
+"""Closed-form predictions for the timing layer, as small pure functions.
+
+Order statistics of compute times (the synchronous barrier), synchronous round time, asynchronous throughput and
+worker shares, the staleness law of the asynchronous parameter server, the probability of a slow synchronous round,
+the ring all-reduce cost and Rennala SGD's collection time.  Compute-time laws are
+:class:`asyncsim.timing.laws.DelayLaw` objects; a sequence of laws gives one law per worker (heterogeneous
+workers), and a single law with ``n=`` gives n identical workers.  Unless stated otherwise, predictions assume
+constant link latencies and no contention at the server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import integrate, special
+
+from .params import require
+from .timing.laws import Bimodal, DelayLaw, Exponential, Mixture, Pareto, Scaled, ShiftedExponential
+
+Laws = DelayLaw | Sequence[DelayLaw]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _worker_laws(laws: Laws, n: int | None) -> tuple[DelayLaw, ...]:
+    """One law per worker: ``(law,) * n`` for a single law, else the sequence itself."""
+    if isinstance(laws, DelayLaw):
+        require(_is_int(n) and n >= 1, "n", "must be an integer >= 1 when laws is a single law", n)
+        return (laws,) * int(n)
+    laws = tuple(laws)
+    require(len(laws) >= 1, "laws", "must hold at least one law", laws)
+    bad = [law for law in laws if not isinstance(law, DelayLaw)]
+    require(not bad, "laws", "must all be delay laws", bad[:3])
+    require(n is None or n == len(laws), "n", f"must be None or len(laws) ({len(laws)})", n)
+    return laws
+
+
+def _harmonic_gap(n: int, k: int) -> float:
+    """H_n - H_{n-k} = sum_{j=n-k+1}^{n} 1/j."""
+    return math.fsum(1.0 / j for j in range(n - k + 1, n + 1))
+
+
+def _closed_form(law: DelayLaw, k: int, n: int) -> float | None:
+    """E[X_(k:n)] for n i.i.d. copies of ``law`` when a closed form is known, else None."""
+    if type(law) is Exponential:
+        return law.mean * _harmonic_gap(n, k)
+    if type(law) is ShiftedExponential:
+        return law.shift + law.scale * _harmonic_gap(n, k)
+    if type(law) is Pareto:
+        a, m = law.alpha, n - k + 1
+        if m * a <= 1:
+            return math.inf
+        log_ratio = (special.gammaln(n + 1) + special.gammaln(m - 1 / a)
+                     - special.gammaln(m) - special.gammaln(n + 1 - 1 / a))
+        return law.scale * math.exp(log_ratio)
+    return None
+
+
+def _tail_index(law: DelayLaw) -> float:
+    """a with P(X > x) ~ c x^(-a) (inf for laws with all moments: bounded, exponential-type and lognormal tails).
+    Laws this module does not know are treated as having all moments."""
+    if isinstance(law, Pareto):
+        return law.alpha
+    if isinstance(law, Mixture):
+        return min(_tail_index(c) for w, c in zip(law.weights, law.components) if w > 0)
+    if isinstance(law, (Bimodal, Scaled)):
+        return _tail_index(law.base)
+    return math.inf
+
+
+def _survival_of_kth(laws: tuple[DelayLaw, ...], k: int):
+    """x -> P(X_(k) > x) = P(fewer than k of the n workers are done by x) = P(at least n-k+1 exceed x)."""
+    groups = Counter(laws)
+    n = len(laws)
+    if len(groups) == 1:
+        (law,) = groups
+
+        def surv(x: float) -> float:
+            # P(Binomial(n, q) >= n-k+1) = I_q(n-k+1, k), q = P(X > x)
+            return float(special.betainc(n - k + 1, k, law.sf(x)))
+
+        return surv
+
+    def surv(x: float) -> float:
+        # Poisson-binomial recursion over workers on the number done by x, truncated to 0..k-1
+        done = np.zeros(k)
+        done[0] = 1.0
+        for law, count in groups.items():
+            p, q = float(law.cdf(x)), float(law.sf(x))
+            for _ in range(count):
+                done[1:] = done[1:] * q + done[:-1] * p
+                done[0] *= q
+        return float(done.sum())
+
+    return surv
+
+
+def _median_point(surv) -> float:
+    """inf {x : surv(x) <= 1/2}, to within a relative 1e-12 (the scale of the integrand)."""
+    if surv(0.0) <= 0.5:
+        return 0.0
+    lo, hi = 1.0, 1.0
+    while surv(hi) > 0.5 and hi < 1e300:
+        lo, hi = hi, hi * 2.0
+    while surv(lo) <= 0.5 and lo > 1e-300:
+        lo, hi = lo / 2.0, lo
+    while hi - lo > 1e-12 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if surv(mid) > 0.5 else (lo, mid)
+    return hi
+
+
+def _integrate_survival(surv, laws: tuple[DelayLaw, ...]) -> float:
+    """int_0^inf surv(x) dx, split at the laws' atoms (where surv jumps) and at the median of X_(k); the last piece
+    runs to infinity in units of that scale."""
+    points = {0.0, _median_point(surv)}
+    for law in dict.fromkeys(laws):
+        points.update(a for a in law.atoms() if math.isfinite(a) and a >= 0)
+    points = sorted(points)
+    scale = points[-1] if points[-1] > 0 else 1.0
+    opts = dict(epsabs=1e-14 * scale, epsrel=1e-11, limit=500)
+    pieces = [integrate.quad(surv, a, b, **opts)[0] for a, b in zip(points[:-1], points[1:])]
+    last = points[-1]
+    pieces.append(scale * integrate.quad(lambda u: surv(last + scale * u), 0.0, math.inf, **opts)[0])
+    return math.fsum(pieces)
+
+
+def order_statistic_mean(laws: Laws, k: int, *, n: int | None = None, method: str = "auto") -> float:
+    """E[X_(k:n)]: the mean of the k-th smallest (1-based) of n independent compute times X_1..X_n, X_i ~ laws[i]
+    (or n copies of one law with ``n=``).
+
+    Closed forms for n identical laws (``method="auto"``), with H_j the harmonic numbers:
+
+    - exponential with mean mu: mu (H_n - H_{n-k}) = mu sum_{j=n-k+1}^{n} 1/j (Renyi's representation of exponential
+      spacings; David and Nagaraja, "Order Statistics", 3rd ed., 2003, sec. 2.5);
+    - shifted exponential: shift + scale (H_n - H_{n-k});
+    - Pareto(alpha, x_m): x_m Gamma(n+1) Gamma(n-k+1-1/alpha) / (Gamma(n-k+1) Gamma(n+1-1/alpha)), infinite when
+      n-k+1 <= 1/alpha (Malik, "Exact moments of order statistics from the Pareto distribution", 1966).
+
+    Otherwise (and always with ``method="numeric"``), for nonnegative X_i,
+    E[X_(k)] = int_0^inf P(X_(k) > x) dx, with P(X_(k) > x) = P(fewer than k of the X_i are <= x) computed from the
+    laws' cdfs by the Poisson-binomial recursion (a regularized incomplete beta function when the laws are
+    identical), integrated by adaptive quadrature piecewise between the laws' atoms (exact for constant and
+    empirical laws).  The mean is infinite (returned as ``inf``) when the n-k+1 smallest Pareto tail indices of the
+    laws sum to at most 1, since P(X_(k) > x) decays like x^(-that sum).
+    """
+    workers = _worker_laws(laws, n)
+    n = len(workers)
+    require(_is_int(k) and 1 <= k <= n, "k", f"must be an integer in [1, {n}]", k)
+    require(method in ("auto", "numeric"), "method", "must be 'auto' or 'numeric'", method)
+    k = int(k)
+    if method == "auto" and len(set(workers)) == 1:
+        closed = _closed_form(workers[0], k, n)
+        if closed is not None:
+            return closed
+    if math.fsum(sorted(_tail_index(law) for law in workers)[: n - k + 1]) <= 1:
+        return math.inf
+    return _integrate_survival(_survival_of_kth(workers, k), workers)
+
+
+def max_mean(laws: Laws, *, n: int | None = None, method: str = "auto") -> float:
+    """E[max_i X_i] = E[X_(n:n)]: the compute part of a synchronous barrier round (see
+    :func:`order_statistic_mean`)."""
+    workers = _worker_laws(laws, n)
+    return order_statistic_mean(workers, len(workers), method=method)
+
+
+def sync_round_time(laws: Laws, latency: float = 0.0, *, n: int | None = None) -> float:
+    """Mean time of one synchronous (barrier) round: E[max_i X_i] + latency, where latency is the constant uplink
+    plus downlink time.
+
+    Each round every worker computes from the same parameters, the server waits for all n contributions, applies
+    them and sends the new parameters back.  Exact for constant latencies and no server contention (zero service
+    time); with random latencies the round is E[max_i (X_i + U_i)] + ..., which this does not cover.
+    """
+    require(latency >= 0 and math.isfinite(latency), "latency", "must be finite and >= 0", latency)
+    return max_mean(laws, n=n) + latency
+
+
+def _cycle_means(means) -> np.ndarray:
+    m = np.asarray(means, dtype=float).ravel()
+    require(m.size >= 1, "means", "must hold at least one mean", m.tolist())
+    require(bool(np.all(m > 0)), "means", "must all be > 0 (inf allowed)", m.tolist())
+    return m
+
+
+def async_throughput(means) -> float:
+    """Updates per second of the asynchronous parameter server: sum_i 1 / m_i, where m_i = E[cycle of worker i]
+    = E[compute] + E[uplink] + E[downlink] + E[service].
+
+    Each worker alternates independent cycles, so its updates form a renewal process with rate 1/m_i (elementary
+    renewal theorem, the renewal-reward theorem with reward 1 per cycle; e.g. Ross, "Stochastic Processes", 1996,
+    sec. 3.6).  Holds in the long run and without server contention (the service time then only adds to the cycle).
+    """
+    return float(math.fsum(1.0 / _cycle_means(means)))
+
+
+def worker_shares(means) -> np.ndarray:
+    """Long-run fraction of updates made by each worker: (1/m_i) / sum_j (1/m_j) (see :func:`async_throughput`)."""
+    rates = 1.0 / _cycle_means(means)
+    return rates / math.fsum(rates)
+
+
+def _check_n(n) -> int:
+    require(_is_int(n) and n >= 1, "n", "must be an integer >= 1", n)
+    return int(n)
+
+
+def staleness_pmf(n: int, taus) -> np.ndarray:
+    """P(tau = j) = (1/n) (1 - 1/n)^j for integers j >= 0 (0 elsewhere): the staleness law of the asynchronous
+    parameter server with n always-busy workers, i.i.d. exponential compute times and zero latency and service.
+
+    Derivation.  By memorylessness, whatever happened so far, the next completion comes from each of the n workers
+    with probability 1/n, independently of the past: the sequence of workers that make updates is i.i.d. uniform on
+    the n workers.  The server replies with the parameters it just produced, so a worker's read is the version right
+    after its own previous write (or version 0 at the start), and the staleness of its next update is the number of
+    updates by the other workers before its own next one: the number of failures before the first success in
+    Bernoulli(1/n) trials, geometric on {0, 1, ...} with mean n - 1.  For the update with index k, counting back
+    stops at 0, so its staleness is min(G, k) with G of this law; the law is exact for every update that follows
+    another update of the same worker, and it is the steady-state law.
+    """
+    n = _check_n(n)
+    t = np.asarray(taus, dtype=float)
+    ok = (t >= 0) & (t == np.floor(t)) & np.isfinite(t)
+    return np.where(ok, (1.0 / n) * (1.0 - 1.0 / n) ** np.where(ok, t, 0.0), 0.0)
+
+
+def staleness_cdf(n: int, taus) -> np.ndarray:
+    """P(tau <= t) = 1 - (1 - 1/n)^(floor(t) + 1) for t >= 0, 0 for t < 0 (see :func:`staleness_pmf`)."""
+    n = _check_n(n)
+    t = np.asarray(taus, dtype=float)
+    j = np.floor(np.where(t >= 0, t, 0.0)) + 1.0
+    below = 1.0 if n == 1 else -np.expm1(j * math.log1p(-1.0 / n))
+    return np.where(t >= 0, below, 0.0)
+
+
+def p_slow_round(p: float, n: int) -> float:
+    """1 - (1 - p)^n: the probability that a synchronous round of n workers contains at least one slow worker when
+    each is slow independently with probability p (the ``bimodal`` law)."""
+    require(0 <= p <= 1, "p", "must be in [0, 1]", p)
+    n = _check_n(n)
+    return 1.0 if p == 1 else -math.expm1(n * math.log1p(-p))
+
+
+def allreduce_time(n: int, alpha: float, message_bytes: float, bandwidth: float | None = None) -> float:
+    """Ring all-reduce of a message of m bytes over n nodes: 2 (n - 1) (alpha + m / (n beta)), with alpha the
+    per-message latency in seconds and beta the link bandwidth in bytes per second (``None``: infinite).
+
+    A reduce-scatter and an all-gather, each n - 1 steps in which every node sends one chunk of m/n bytes to its
+    neighbour (Patarasuk and Yuan, "Bandwidth optimal all-reduce algorithms for clusters of workstations", JPDC
+    2009; Thakur, Rabenseifner and Gropp, "Optimization of collective communication operations in MPICH", IJHPCA
+    2005).  Zero for n = 1.
+    """
+    n = _check_n(n)
+    require(alpha >= 0 and math.isfinite(alpha), "alpha", "must be finite and >= 0", alpha)
+    require(message_bytes >= 0 and math.isfinite(message_bytes), "message_bytes", "must be finite and >= 0",
+            message_bytes)
+    require(bandwidth is None or bandwidth > 0, "bandwidth", "must be > 0 or None (infinite)", bandwidth)
+    transfer = 0.0 if bandwidth is None else message_bytes / (n * bandwidth)
+    return 2 * (n - 1) * (alpha + transfer)
+
+
+def _count_done(t: float, taus: np.ndarray) -> int:
+    """#{(i, j) : j >= 1, j tau_i <= t}, exactly for the float products j * tau_i."""
+    j = np.floor(t / taus)
+    j -= j * taus > t  # the division may round up by one
+    j += (j + 1) * taus <= t  # ... or down by one
+    return int(j.astype(np.int64).sum())
+
+
+def rennala_collection_time(taus, S: int) -> float:
+    """t_S = min {t : sum_i floor(t / tau_i) >= S}: the time workers with deterministic compute times tau_i take to
+    collect S stochastic gradients when each computes back to back (Rennala SGD's collection phase; Tyurin and
+    Richtarik, "Optimal time complexities of parallel stochastic optimization methods under a fixed computation
+    model", NeurIPS 2023).
+
+    Computed exactly as the S-th smallest element of the multiset {j tau_i : i, j >= 1} (the times at which
+    gradients complete), which avoids floating-point errors of floor(t / tau_i) at t = j tau_i.  Since
+    t R - n <= sum_i floor(t / tau_i) <= t R with R = sum_i 1/tau_i, t_S lies in [S/R, (S+n)/R]; only the about 2n
+    multiples in that window are examined.
+    """
+    t = np.asarray(taus, dtype=float).ravel()
+    require(t.size >= 1, "taus", "must hold at least one time", t.tolist())
+    require(bool(np.all(np.isfinite(t) & (t > 0))), "taus", "must all be finite and > 0", t.tolist())
+    require(_is_int(S) and S >= 1, "S", "must be an integer >= 1", S)
+    rate = math.fsum(1.0 / t)
+    lo, hi = S / rate * (1 - 1e-9), (S + t.size) / rate * (1 + 1e-9)
+    while _count_done(hi, t) < S:  # not reached in exact arithmetic; guards against rounding
+        hi *= 2
+    candidates = np.unique(np.concatenate([
+        np.arange(max(1, math.floor(lo / tau)), math.ceil(hi / tau) + 1, dtype=float) * tau for tau in t]))
+    candidates = candidates[candidates <= hi]
+    first, last = 0, candidates.size - 1  # smallest candidate with count >= S, by bisection
+    while first < last:
+        mid = (first + last) // 2
+        if _count_done(candidates[mid], t) >= S:
+            last = mid
+        else:
+            first = mid + 1
+    return float(candidates[first])
+
+
+def sync_vs_async_speedup(laws: Laws, latency: float = 0.0, *, n: int | None = None) -> float:
+    """Predicted ratio of gradient throughputs, asynchronous over synchronous:
+    (sum_i 1 / (E[X_i] + latency)) / (n / (E[max_i X_i] + latency)).
+
+    The asynchronous rate is :func:`async_throughput` with cycle means E[X_i] + latency; the synchronous one is n
+    gradients per :func:`sync_round_time`.  Same assumptions: constant latency (uplink plus downlink), no server
+    contention.
+    """
+    workers = _worker_laws(laws, n)
+    require(latency >= 0 and math.isfinite(latency), "latency", "must be finite and >= 0", latency)
+    async_rate = async_throughput([law.mean + latency for law in workers])
+    return async_rate * sync_round_time(workers, latency) / len(workers)

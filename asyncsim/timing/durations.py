@@ -1,0 +1,164 @@
+"""Keyed timing draws of one run (DESIGN.md, "Randomness").
+
+``Durations(cluster, seed, message_bytes)`` answers every timing question a protocol asks, each from its own stream
+keyed by (seed, stream, worker, step block): compute times, uplink and downlink transfer times, service times, the
+transient slow phases and the failure schedule.  Because a draw is a fixed function of its key, the SimPy protocols,
+the fast path and the heapq reference see the same numbers whatever order they ask in.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+
+import numpy as np
+
+from ..params import ScenarioError
+from ..rng import BLOCK, StepDraws, Stream, generator
+from .cluster import Cluster
+from .laws import DelayLaw
+
+
+class Durations:
+    """``compute(w, s)``: the compute time of worker w's step s (law draw or trace value, times the worker's factor);
+    ``done(w, s, t)``: when that computation, started at t, finishes (slow phases included); ``uplink(w, s)``,
+    ``downlink(w, s)``: latency + bytes / bandwidth (the downlink of step s delivers the parameters step s reads;
+    unused for s = 0, since every worker starts at time 0 with version 0); ``service(w, s)``; ``up_at(w, t)`` and
+    ``crash_after(w, t)`` for the failure schedule."""
+
+    def __init__(self, cluster: Cluster, seed: int, message_bytes: int = 0):
+        self.seed = seed
+        self.workers = cluster.workers
+        self.factors = cluster.factors
+        self.message_bytes = message_bytes
+        net = cluster.network
+        up = 0.0 if net.uplink_bandwidth is None else message_bytes / net.uplink_bandwidth
+        down = 0.0 if net.downlink_bandwidth is None else message_bytes / net.downlink_bandwidth
+        self.samplers = {
+            Stream.UPLINK: _plus(cluster.uplink, up),
+            Stream.DOWNLINK: _plus(cluster.downlink, down),
+            Stream.SERVICE: cluster.server.service.sample,
+        }
+        self.uplink = _scalar(seed, Stream.UPLINK, self.samplers[Stream.UPLINK])
+        self.downlink = _scalar(seed, Stream.DOWNLINK, self.samplers[Stream.DOWNLINK])
+        self.service = _scalar(seed, Stream.SERVICE, self.samplers[Stream.SERVICE])
+        self._trace = cluster.compute_trace
+        if self._trace is None:
+            laws = cluster.laws
+            self._law_samplers = [law.sample for law in laws]
+            by_law = {law: _scalar(seed, Stream.COMPUTE, law.sample) for law in set(laws)}
+            self._compute = [by_law[law] for law in laws]
+        t = cluster.transient
+        self._phases = None if t is None else [
+            _Alternating(seed, Stream.PHASE, w, _exp(t.mean_normal), _exp(t.mean_slow)) for w in range(self.workers)]
+        self._slow = None if t is None else t.slowdown
+        f = cluster.failures
+        self._failures = None if f is None else [
+            _Alternating(seed, Stream.FAILURE, w, _exp(1.0 / f.rate), f.downtime.sample) for w in range(self.workers)]
+
+    def compute(self, worker: int, step: int) -> float:
+        if self._trace is None:
+            return self._compute[worker](worker, step) * self.factors[worker]
+        table = self._trace.table
+        if step >= len(table) and not self._trace.cycle:
+            raise ScenarioError(f"cluster.compute_trace.path has {len(table)} rows but worker {worker} needs step "
+                                f"{step}; set cluster.compute_trace.cycle: true or run fewer updates")
+        return float(table[step % len(table), worker]) * self.factors[worker]
+
+    def compute_block(self, worker: int, block: int) -> np.ndarray:
+        """Compute times of steps block*BLOCK ... (block+1)*BLOCK - 1 of ``worker`` (the fast path's view)."""
+        if self._trace is None:
+            raw = self._law_samplers[worker](generator(self.seed, Stream.COMPUTE, worker, block), BLOCK)
+        else:
+            steps = np.arange(block * BLOCK, (block + 1) * BLOCK)
+            table = self._trace.table
+            if steps[-1] >= len(table) and not self._trace.cycle:
+                raise ScenarioError(f"cluster.compute_trace.path has {len(table)} rows but worker {worker} needs "
+                                    f"more steps; set cluster.compute_trace.cycle: true or run fewer updates")
+            raw = table[steps % len(table), worker]
+        return raw * self.factors[worker]
+
+    def block(self, stream: Stream, worker: int, block: int) -> np.ndarray:
+        """Draws of ``stream`` (UPLINK, DOWNLINK or SERVICE) for one block of steps of ``worker``."""
+        return self.samplers[stream](generator(self.seed, stream, worker, block), BLOCK)
+
+    def done(self, worker: int, step: int, t: float) -> float:
+        """Finish time of worker's step started at t.  In a slow phase work progresses at rate 1 / slowdown."""
+        work = self.compute(worker, step)
+        if self._phases is None:
+            return t + work
+        phases = self._phases[worker]
+        i = phases.locate(t)
+        while True:
+            end = phases.end(i)
+            slow = i % 2 == 1
+            capacity = (end - t) / self._slow if slow else end - t
+            if work <= capacity:
+                return t + work * self._slow if slow else t + work
+            work -= capacity
+            t = end
+            i += 1
+
+    def up_at(self, worker: int, t: float) -> float:
+        """t if the worker is up at time t, else the time it rejoins."""
+        if self._failures is None:
+            return t
+        f = self._failures[worker]
+        i = f.locate(t)
+        return t if i % 2 == 0 else f.end(i)
+
+    def crash_after(self, worker: int, t: float) -> tuple[float, float]:
+        """(crash, rejoin): the end of the up period that contains t and the end of the down period that follows
+        ((inf, inf) without failures).  A worker that crashes at exactly t counts as up at t (its crash comes
+        after the events of that instant)."""
+        if self._failures is None:
+            return math.inf, math.inf
+        f = self._failures[worker]
+        i = f.locate(t)
+        i += i % 2
+        return f.end(i), f.end(i + 1)
+
+
+class _Alternating:
+    """An alternating renewal process of one worker: intervals A_0, B_0, A_1, B_1, ... from time 0, A lengths from
+    ``sample_a`` and B lengths from ``sample_b``, drawn a block of BLOCK pairs at a time from the keyed stream."""
+
+    def __init__(self, seed, stream, worker, sample_a, sample_b):
+        self.key = (seed, stream, worker)
+        self.sample_a, self.sample_b = sample_a, sample_b
+        self.ends: list[float] = []
+
+    def _grow(self):
+        g = generator(*self.key, len(self.ends) // (2 * BLOCK))
+        a, b = self.sample_a(g, BLOCK), self.sample_b(g, BLOCK)
+        t = self.ends[-1] if self.ends else 0.0
+        for x, y in zip(a.tolist(), b.tolist()):
+            t += x
+            self.ends.append(t)
+            t += y
+            self.ends.append(t)
+
+    def locate(self, t: float) -> int:
+        """The index i of the interval [end(i-1), end(i)) that contains t (even: A, odd: B)."""
+        while not self.ends or self.ends[-1] <= t:
+            self._grow()
+        return bisect_right(self.ends, t)
+
+    def end(self, i: int) -> float:
+        while i >= len(self.ends):
+            self._grow()
+        return self.ends[i]
+
+
+def _exp(mean: float):
+    return lambda g, n: g.exponential(mean, n)
+
+
+def _plus(law: DelayLaw, extra: float):
+    if extra == 0.0:
+        return law.sample
+    return lambda g, n: law.sample(g, n) + extra
+
+
+def _scalar(seed: int, stream: Stream, sample) -> StepDraws:
+    return StepDraws(seed, stream, lambda g, n: sample(g, n).tolist())

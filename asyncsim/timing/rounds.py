@@ -1,0 +1,196 @@
+"""Synchronous protocols: rounds with a barrier, backup workers, deadlines and ring all-reduce.
+
+In round k every worker computes on version k.  The server closes the round when its rule is met, applies one
+update made of the kept contributions (averaged by the algorithm, in worker order) and broadcasts version k+1.
+Work still running when a round closes is cancelled (status CANCELLED) and its worker starts the next round; a
+contribution that reaches the server after the round's contributions are complete is dropped (status DROPPED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from ..params import require
+from .engine import FifoServer, Phase
+from .protocols import APPLIED, CANCELLED, DROPPED, LOST, Protocol, Sim, register
+
+
+def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = None,
+               allreduce: float | None = None, local_steps: int = 1) -> None:
+    """One implementation of the round protocols.
+
+    ``keep`` k: close when k contributions have been served (default n: all workers); ``deadline`` D: close at
+    round start + D with what has been served by then (or, if nothing has arrived, with the first arrival);
+    ``allreduce`` c: no server and no links; the round closes c seconds after the last worker finishes (the ring
+    all-reduce), and the result is on every worker at once.  Failures: a crashed worker's work is lost; when it
+    rejoins during the round it computes again on the round's version.
+    """
+    clock, times, log, K = sim.clock, sim.times, sim.log, sim.n_updates
+    n = sim.cluster.workers
+    need = n if keep is None else keep
+    fifo = FifoServer(sim.cluster.server.slots)
+    finished = clock.event()
+    rnd = {"k": 0, "start": 0.0, "kept": [], "last": 0.0, "closing": False, "timed_out": False,
+           "closed": clock.event()}
+    computing: dict[int, simpy.Process] = {}
+    link = allreduce is None
+
+    def close_at(t):
+        rnd["closing"] = True
+        event = clock.at(t, Phase.APPLY, -1)
+        event.callbacks.append(close)
+
+    def close(event):
+        t, k = event.env.now, rnd["k"]
+        for w, step, *row in sorted(rnd["kept"]):
+            log.add(k, w, step, k, k, APPLIED, *row, t)
+        rnd.update(k=k + 1, start=t, kept=[], closing=False, timed_out=False)
+        if k + 1 == K:
+            finished.succeed()
+            return
+        for proc in list(computing.values()):
+            proc.interrupt(t)
+        computing.clear()
+        if deadline is not None:
+            timer = clock.at(t + deadline, Phase.CLOSE, -1)
+            timer.callbacks.append(lambda e, k=k + 1: time_out(k))
+        closed, rnd["closed"] = rnd["closed"], clock.event()
+        closed.succeed()
+
+    def time_out(k):
+        if rnd["k"] != k or rnd["closing"]:
+            return
+        rnd["timed_out"] = True
+        if rnd["kept"]:
+            close_at(max(clock.now, rnd["last"]))
+
+    def arrive(w, step, k, t_read, t_done, t_arrive):
+        if rnd["closing"]:
+            log.add(k, w, step, k, k, DROPPED, t_read, t_done, t_arrive, t_arrive)
+            return
+        t_served = fifo.serve(t_arrive, times.service(w, step)) if link else t_arrive
+        rnd["last"] = max(rnd["last"], t_served)
+        rnd["kept"].append((w, step, t_read, t_done, t_arrive))
+        if len(rnd["kept"]) == need or rnd["timed_out"]:
+            close_at(rnd["last"] + (allreduce or 0.0))
+
+    def worker(w):
+        step, t_up, t_back = 0, 0.0, 0.0  # t_back: when the worker last rejoined after a crash
+        while True:
+            k = rnd["k"]
+            closed = rnd["closed"]
+            t_send = max(rnd["start"], t_back)
+            t_read = t_send if step == 0 or not link else t_send + times.downlink(w, step)
+            crash, rejoin = times.crash_after(w, t_up)
+            if crash < t_read:  # down before the parameters arrive: rejoin and ask again
+                if rejoin > clock.now:
+                    yield clock.at(rejoin, Phase.READ, w)
+                t_up = t_back = max(rejoin, clock.now)
+                continue
+            t_done = t_read
+            for h in range(local_steps):
+                t_done = times.done(w, step * local_steps + h, t_done)
+            t_arrive = t_done + times.uplink(w, step) if link else t_done
+            computing[w] = procs[w]
+            try:
+                if crash < t_arrive:
+                    yield clock.at(crash, Phase.DONE, w)
+                    del computing[w]
+                    log.add(k, w, step, k, k, LOST, t_read, min(t_done, crash), crash, crash)
+                    step += 1
+                    yield clock.at(rejoin, Phase.READ, w)
+                    t_up = t_back = rejoin
+                    continue
+                yield clock.at(t_arrive, Phase.ARRIVE, w)
+            except simpy.Interrupt as stop:  # the round closed before this contribution arrived
+                t = stop.cause
+                log.add(k + 1, w, step, k, k, CANCELLED, min(t_read, t), min(t_done, t), min(t_arrive, t), t)
+                step, t_up = step + 1, t
+                continue
+            del computing[w]
+            arrive(w, step, k, t_read, t_done, t_arrive)
+            step, t_up = step + 1, t_arrive
+            yield closed
+
+    procs = [clock.process(worker(w)) for w in range(n)]
+    if deadline is not None:
+        clock.at(deadline, Phase.CLOSE, -1).callbacks.append(lambda e: time_out(0))
+    clock.run(until=finished)
+
+
+@register("sync")
+@dataclass(frozen=True, kw_only=True)
+class Sync(Protocol):
+    """Synchronous rounds with a barrier: in round k every worker computes on version k; contributions queue at the
+    server (FIFO); when the last one has been served, the server applies one aggregated update (k -> k+1) and
+    broadcasts version k+1.  Update k is made of n contributions with staleness 0.  The round time is
+    max_i (compute_i + latencies_i) plus queueing, so E[round] = H_n / mu for n exponential(mu) workers."""
+
+    fast = True
+
+    def run(self, sim):
+        run_rounds(sim)
+
+
+@register("k_of_n")
+@dataclass(frozen=True, kw_only=True)
+class KOfN(Protocol):
+    """Synchronous rounds with backup workers (Chen et al. 2016, "Revisiting distributed synchronous SGD"): the
+    round closes when the first ``k`` contributions have been served; the other n - k are dropped or cancelled and
+    every worker starts the next round on the new version.  With no latency the round time is the k-th order
+    statistic of the n compute times."""
+
+    k: int
+
+    def __post_init__(self):
+        require(self.k >= 1, "k", "must be >= 1", self.k)
+
+    def run(self, sim):
+        require(self.k <= sim.cluster.workers, "protocol.k", f"must be <= cluster.workers ({sim.cluster.workers})",
+                self.k)
+        run_rounds(sim, keep=self.k)
+
+
+@register("deadline")
+@dataclass(frozen=True, kw_only=True)
+class Deadline(Protocol):
+    """Synchronous rounds with a deadline (as in anytime / deadline-based SGD, e.g. Ferdinand et al. 2020): the
+    round closes ``deadline`` seconds after it starts, with the contributions served by then; later ones are
+    dropped or cancelled.  If none has arrived by the deadline the round closes with the first that does; if all
+    n arrive earlier it closes when they have been served."""
+
+    deadline: float
+
+    def __post_init__(self):
+        require(self.deadline > 0, "deadline", "must be > 0", self.deadline)
+
+    def run(self, sim):
+        run_rounds(sim, deadline=self.deadline)
+
+
+@register("allreduce")
+@dataclass(frozen=True, kw_only=True)
+class AllReduce(Protocol):
+    """Synchronous data parallel without a server: after every worker has computed its gradient, a ring
+    all-reduce averages them in 2(n-1)(alpha + m/(n beta)) seconds (Patarasuk and Yuan 2009), and every worker
+    holds version k+1.  alpha is ``latency`` (default: the mean of cluster.uplink), beta ``bandwidth`` in bytes/s
+    (default: cluster.network.uplink_bandwidth; null is infinite), m the message size."""
+
+    latency: float | None = None
+    bandwidth: float | None = None
+
+    def __post_init__(self):
+        require(self.latency is None or self.latency >= 0, "latency", "must be >= 0", self.latency)
+        require(self.bandwidth is None or self.bandwidth > 0, "bandwidth", "must be > 0", self.bandwidth)
+
+    def cost(self, cluster, message_bytes: int) -> float:
+        from ..theory import allreduce_time
+
+        alpha = cluster.uplink.mean if self.latency is None else self.latency
+        beta = cluster.network.uplink_bandwidth if self.bandwidth is None else self.bandwidth
+        return allreduce_time(cluster.workers, alpha, message_bytes, beta)
+
+    def run(self, sim):
+        run_rounds(sim, allreduce=self.cost(sim.cluster, sim.times.message_bytes))
