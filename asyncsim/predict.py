@@ -18,7 +18,7 @@ from .scenario import Scenario
 from .timing.cluster import Cluster
 from .timing.durations import Durations
 from .timing.laws import Bimodal, Constant, Exponential, scaled
-from .timing.protocols import Async, choose_engine, simulate
+from .timing.protocols import Async, simulate
 from .timing.rounds import Sync
 
 
@@ -82,7 +82,7 @@ def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto"
         rows.append((quantity, float(predicted), float(simulated), rel, why))
 
     def run(protocol):
-        return simulate(c, protocol, K, seed, m, choose_engine(c, protocol, engine))
+        return simulate(c, protocol, K, seed, m, engine)
 
     # compute-time order statistics, measured on the cluster's own keyed compute draws (one "round" per step)
     times = Durations(c, seed, m)

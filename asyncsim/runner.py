@@ -43,7 +43,7 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     problem = scenario.problem.build(generator(seed, Stream.DATA))
     x0 = problem.initial_point(generator(seed, Stream.INIT))
     trace = simulate(scenario.cluster, scenario.protocol, scenario.run.updates, seed, scenario.message_bytes,
-                     used).validate()
+                     engine).validate()
     result = replay(trace, scenario.algorithm, problem, x0, seed, scenario.run.record_every, progress)
     summary = summarize(scenario, trace, result.metrics, result.peak_in_flight, result.diverged_at)
     summary["engine"] = used

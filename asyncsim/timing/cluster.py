@@ -143,12 +143,12 @@ class Cluster:
             object.__setattr__(self, "compute", tuple(self.compute))
             require(len(self.compute) == n, "compute", f"must be one law or a list of one law per worker ({n})",
                     f"a list of {len(self.compute)}")
-        for w, law in enumerate(self.laws):
-            require(law.mean > 0, "compute" if self.compute_trace is None else "compute_trace",
-                    "must have a mean > 0", law if len(self.laws) == 1 else f"worker {w}: {law}")
         if self.compute_trace is not None:
             cols = self.compute_trace.table.shape[1]
             require(cols >= n, "compute_trace.path", f"must have one column per worker ({n})", f"{cols} columns")
+        for w, law in enumerate(self.laws):
+            require(law.mean > 0, "compute" if self.compute_trace is None else "compute_trace",
+                    "must have a mean > 0", law if len(self.laws) == 1 else f"worker {w}: {law}")
         object.__setattr__(self, "speeds", tuple(float(v) for v in self.speeds))
         require(len(self.speeds) in (0, n), "speeds", f"must list one speed per worker ({n})", list(self.speeds))
         require(all(v > 0 for v in self.speeds), "speeds", "must all be > 0", list(self.speeds))

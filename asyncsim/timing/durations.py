@@ -61,9 +61,13 @@ class Durations:
             return self._compute[worker](worker, step) * self.factors[worker]
         table = self._trace.table
         if step >= len(table) and not self._trace.cycle:
-            raise ScenarioError(f"cluster.compute_trace.path has {len(table)} rows but worker {worker} needs step "
-                                f"{step}; set cluster.compute_trace.cycle: true or run fewer updates")
+            raise self.exhausted(worker)
         return float(table[step % len(table), worker]) * self.factors[worker]
+
+    def exhausted(self, worker: int) -> ScenarioError:
+        rows = len(self._trace.table)
+        return ScenarioError(f"cluster.compute_trace.path has {rows} rows but worker {worker} needs step {rows}; "
+                             f"set cluster.compute_trace.cycle: true or run fewer updates")
 
     def compute_block(self, worker: int, block: int) -> np.ndarray:
         """Compute times of steps block*BLOCK ... (block+1)*BLOCK - 1 of ``worker`` (the fast path's view)."""
@@ -72,10 +76,9 @@ class Durations:
         else:
             steps = np.arange(block * BLOCK, (block + 1) * BLOCK)
             table = self._trace.table
-            if steps[-1] >= len(table) and not self._trace.cycle:
-                raise ScenarioError(f"cluster.compute_trace.path has {len(table)} rows but worker {worker} needs "
-                                    f"more steps; set cluster.compute_trace.cycle: true or run fewer updates")
             raw = table[steps % len(table), worker]
+            if not self._trace.cycle:  # steps past the end never finish; the fast path raises if it needs one
+                raw = np.where(steps < len(table), raw, np.inf)
         return raw * self.factors[worker]
 
     def block(self, stream: Stream, worker: int, block: int) -> np.ndarray:

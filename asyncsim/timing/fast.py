@@ -71,7 +71,7 @@ def _async(cluster: Cluster, times: Durations, K: int) -> Trace:
     # Estimate the time K updates take from the first block's rates, then extend until every worker's schedule
     # reaches past the K-th apply (so no missing step of any worker could come earlier).
     rate = sum(BLOCK / max(wk.horizon, 1e-300) for wk in workers)
-    target = 1.05 * K / rate
+    target = 1.05 * K / rate if rate > 0 else 0.0
     for wk in workers:
         while wk.horizon < target:
             wk.extend()
@@ -79,6 +79,8 @@ def _async(cluster: Cluster, times: Durations, K: int) -> Trace:
         t_apply = np.concatenate([np.concatenate(wk.blocks)[:, 1] for wk in workers])
         if len(t_apply) >= K:
             t_k = np.partition(t_apply, K - 1)[K - 1]
+            if not np.isfinite(t_k):
+                break  # some worker needs a step past the end of its compute trace: raised below
             short = [wk for wk in workers if wk.horizon <= t_k]
             if not short:
                 break
@@ -95,6 +97,8 @@ def _async(cluster: Cluster, times: Durations, K: int) -> Trace:
     t_done, t_arrive = cat[:, 0], cat[:, 1]
     t_read = np.concatenate([np.concatenate([[0.0], s[:-1, 2]]) for s in sums])
     order = np.lexsort((step, worker, t_arrive))[:K]       # apply order: (time, worker, step)
+    if not np.isfinite(t_arrive[order[-1]]):  # a worker ran past the end of a non-cycling compute trace
+        raise times.exhausted(int(worker[order][np.argmax(~np.isfinite(t_arrive[order]))]))
     position = np.full(len(cat), -1)
     position[order] = np.arange(K)
     # step s + 1 of a worker read the version made by its step s: that step's update index + 1
@@ -114,6 +118,8 @@ def _sync(cluster: Cluster, times: Durations, K: int) -> Trace:
         return np.stack([np.concatenate([draw(w, b) for b in range(n_blocks)])[:K + 1] for w in range(n)], axis=1)
 
     compute = matrix(times.compute_block)
+    if not np.isfinite(compute[:K]).all():  # past the end of a non-cycling compute trace
+        raise times.exhausted(int(np.argwhere(~np.isfinite(compute[:K]))[0][1]))
     up = matrix(lambda w, b: times.block(Stream.UPLINK, w, b))
     down = matrix(lambda w, b: times.block(Stream.DOWNLINK, w, b))
     t_read = np.empty((K, n))

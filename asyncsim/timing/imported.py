@@ -29,7 +29,7 @@ def read_delays(path: str | Path) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)))
     if len(bad):
         raise ScenarioError(f"protocol.path {str(p)!r} line {bad[0] + 1}: a delay must be a whole number >= 0, "
-                            f"got {values[bad[0]]!r}")
+                            f"got {float(values[bad[0]])!r}")
     return values.astype(np.int64)
 
 

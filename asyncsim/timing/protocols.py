@@ -157,7 +157,7 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
             if crash < t_read:  # down before the parameters arrive: rejoin and ask again
                 if rejoin > clock.now:
                     yield clock.at(rejoin, Phase.READ, w)
-                t_up = t_send = max(rejoin, clock.now)
+                t_up, t_send = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
                 version = server["version"]
                 continue
             t_done = compute(w, step, t_read)
@@ -178,7 +178,8 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 yield clock.at(t_arrive, Phase.ARRIVE, w)
             except simpy.Interrupt as stop:  # ringmaster: too stale to be used
                 t_stop, v = stop.cause
-                log.add(v, w, step, version, -1, CANCELLED, t_read, min(t_done, t_stop), min(t_arrive, t_stop), t_stop)
+                log.add(v, w, step, version, -1, CANCELLED, min(t_read, t_stop), min(t_done, t_stop),
+                        min(t_arrive, t_stop), t_stop)
                 finish_step(w, step)
                 step += 1
                 t_up = t_send = t_stop
@@ -346,8 +347,9 @@ def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, me
     where it is exact, else SimPy), 'simpy' or 'fast'.  Both engines give identical traces.
     """
     require(n_updates >= 1, "n_updates", "must be >= 1", n_updates)
+    used = choose_engine(cluster, protocol, engine)
     times = Durations(cluster, seed, message_bytes)
-    if choose_engine(cluster, protocol, engine) == "fast":
+    if used == "fast":
         from .fast import fast_trace
 
         return fast_trace(cluster, protocol, times, n_updates)

@@ -87,7 +87,7 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
             if crash < t_read:  # down before the parameters arrive: rejoin and ask again
                 if rejoin > clock.now:
                     yield clock.at(rejoin, Phase.READ, w)
-                t_up = t_back = max(rejoin, clock.now)
+                t_up, t_back = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
                 continue
             t_done = t_read
             for h in range(local_steps):
