@@ -9,14 +9,17 @@ Timing (SimPy) produces a Trace; the same pure update rules replay it.  Quick st
 
 __version__ = "0.1.0"
 
+from . import theory
 from .algorithms import Algorithm
 from .params import ParamError, ScenarioError
 from .problems import ProblemSpec
 from .replay import replay
 from .results import write_results
+from .predict import predict
 from .runner import RunResult, run
 from .scenario import Scenario, load_scenario
 from .timing import Cluster, DelayLaw, Protocol, Trace, simulate
 
 __all__ = ["Algorithm", "Cluster", "DelayLaw", "ParamError", "ProblemSpec", "Protocol", "RunResult", "Scenario",
-           "ScenarioError", "Trace", "__version__", "load_scenario", "replay", "run", "simulate", "write_results"]
+           "ScenarioError", "Trace", "__version__", "load_scenario", "predict", "replay", "run", "simulate", "theory",
+           "write_results"]

@@ -182,3 +182,38 @@ def test_server_slots_serve_in_parallel():
 def test_empirical_compute_law_validates_values():
     with pytest.raises(asyncsim.ParamError, match="values must all be finite and >= 0"):
         Empirical(values=(1.0, -1.0))
+
+
+def test_plots_overlay_predictions_and_show_unused_work(root):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asyncsim import theory
+    from asyncsim.plotting import plot_shares, plot_staleness, plot_timeline
+
+    res = asyncsim.run(asyncsim.load_scenario(root / "scenarios" / "protocols" / "async.yaml",
+                                              overrides=["run.updates=2000"]))
+    pred = res.summary["predicted"]
+    np.testing.assert_allclose(pred["staleness_pmf"][:4], theory.staleness_pmf(8, np.arange(4)), atol=1e-8)
+    assert pred["worker_shares"] == [0.125] * 8
+    frame = res.trace.to_frame()
+    ax = plot_staleness(frame, predicted=pred["staleness_pmf"])
+    (line,) = [ln for ln in ax.lines if ln.get_label() == "predicted"]
+    np.testing.assert_array_equal(line.get_ydata(), pred["staleness_pmf"])
+    ax = plot_shares(frame, predicted=pred["worker_shares"])
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights, np.bincount(res.trace.worker, minlength=8) / res.trace.n_updates)
+    plt.close("all")
+    kn = asyncsim.run(asyncsim.load_scenario(root / "scenarios" / "protocols" / "k_of_n.yaml",
+                                             overrides=["run.updates=50"]))
+    ax = plot_timeline(kn.trace.to_frame())
+    assert "cancelled" in [t.get_text() for t in ax.get_legend().get_texts()]
+    fails = asyncsim.run(asyncsim.load_scenario(root / "scenarios" / "clusters" / "failures.yaml",
+                                                overrides=["run.updates=3000"]))
+    ax = plot_timeline(fails.trace.to_frame(), until=float(fails.trace.t_apply[-1]))
+    assert "lost (crash)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert sum(len(ln.get_xdata()) for ln in crosses) == fails.summary["unused"]["lost"]
+    plt.close("all")
