@@ -180,11 +180,9 @@ def test_ringmaster_without_latency_gives_a_valid_trace():
         simulate(RING_ZERO_LATENCY, Ringmaster(max_staleness=bound), 3000, seed=2).validate()
 
 
-@pytest.mark.xfail(reason="BUG: run_async (asyncsim/timing/protocols.py, the `except simpy.Interrupt` branch) logs a "
-                          "CANCELLED row with t_done = min(t_done, t_stop) but the uncut t_read; a worker cancelled "
-                          "while its parameters are still on the downlink gets t_read > t_done, and validate() fails",
-                   strict=True)
 def test_ringmaster_with_latency_gives_a_valid_trace():
+    # A worker cancelled while its parameters are still on the downlink: its row is cut at the cancel time, read
+    # included (t_read <= t_done), as for the cancelled rows of the round protocols.
     trace = simulate(RING_LATENCY, Ringmaster(max_staleness=1), 3000, seed=2)
     assert np.all(trace.t_read <= trace.t_done)
     trace.validate()
@@ -469,11 +467,11 @@ def test_delay_trace_of_measured_delays_validates(measured_delays):
     delays = measured_delays.astype(np.int64)
     trace = delay_trace(delays)
     trace.validate()
-    assert np.all(trace.t_read[1:] >= 0) and len(np.unique(trace.worker)) == trace.n_workers
+    assert len(np.unique(trace.worker)) == trace.n_workers
     k = np.arange(len(delays))
     read = k - delays
     in_flight = max(int(np.sum((read <= v) & (v <= k))) for v in range(len(delays)))
-    assert trace.n_workers >= in_flight
+    assert trace.n_workers >= in_flight  # no worker holds two computations at once
 
 
 def test_delay_trace_of_a_small_sequence_is_exact():
@@ -542,20 +540,10 @@ def test_failures_lose_work_but_keep_the_trace_consistent(name):
         assert trace.t_done[i] <= trace.t_apply[i] and trace.t_arrive[i] == trace.t_apply[i]
 
 
-WORKS_WHILE_DOWN = pytest.mark.xfail(
-    reason="BUG: after a crash whose rejoin time has already passed (a worker waiting at a barrier in "
-           "rounds.py run_rounds, or holding an SSP reply in protocols.py run_async), `t_up = max(rejoin, "
-           "clock.now)` assumes the worker is up at clock.now; a second crash between rejoin and now is missed "
-           "(crash_after skips the down period containing t_up) and the worker computes while it is down",
-    strict=True)
-
-
-@pytest.mark.parametrize("name", [
-    "async", "ringmaster", "rennala", "periodic",
-    pytest.param("sync", marks=WORKS_WHILE_DOWN), pytest.param("ssp", marks=WORKS_WHILE_DOWN),
-    pytest.param("k_of_n", marks=WORKS_WHILE_DOWN), pytest.param("deadline", marks=WORKS_WHILE_DOWN),
-    pytest.param("periodic sync", marks=WORKS_WHILE_DOWN)])
+@pytest.mark.parametrize("name", list(FAILURE_PROTOCOLS))
 def test_no_work_starts_or_completes_while_the_worker_is_down(name):
+    # In particular a worker that crashes twice while it waits (at a barrier, or for a held SSP reply) must not
+    # compute before its second rejoin.
     protocol, n_updates = FAILURE_PROTOCOLS[name]
     trace = simulate(FAILING, protocol, n_updates, seed=1)
     times = Durations(FAILING, 1)

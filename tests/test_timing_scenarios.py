@@ -102,8 +102,8 @@ def test_engine_choice_is_reported_and_fast_refuses_what_it_cannot_reproduce(tmp
                  "--out", str(tmp_path / "f")])
     assert code == 2 and not (tmp_path / "f").exists()
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: engine fast cannot simulate a cluster whose workers interact (server service time > 0, "
-                   "transient stragglers or failures); use --engine simpy or auto"]
+    assert err == ["error: engine fast cannot simulate a cluster whose workers interact (failures); "
+                   "use --engine simpy or auto"]
 
 
 def test_local_sgd_needs_periodic_with_the_same_local_steps(root):

@@ -15,6 +15,7 @@ from ..params import Registry, ScenarioError, kind, require
 from .cluster import Cluster
 from .durations import Durations
 from .engine import Clock, FifoServer, Log, Phase
+from .laws import Constant
 from .trace import Status, Trace
 
 APPLIED, DROPPED, CANCELLED, LOST = Status.APPLIED, Status.DROPPED, Status.CANCELLED, Status.LOST
@@ -333,7 +334,10 @@ def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") ->
     if not protocol.fast:
         reason = f"protocol {kind(protocol)} (the fast path covers async and sync)"
     elif not cluster.independent:
-        reason = "a cluster whose workers interact (server service time > 0, transient stragglers or failures)"
+        causes = [name for name, on in (("server service time > 0", cluster.server.service != Constant(value=0.0)),
+                                        ("transient stragglers", cluster.transient is not None),
+                                        ("failures", cluster.failures is not None)) if on]
+        reason = f"a cluster whose workers interact ({', '.join(causes)})"
     if engine == "fast" and reason:
         raise ScenarioError(f"engine fast cannot simulate {reason}; use --engine simpy or auto")
     return "simpy" if engine == "simpy" or reason else "fast"
