@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..params import require, resolve_path
-from .laws import Constant, DelayLaw
+from .laws import Constant, DelayLaw, Empirical
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,8 +169,6 @@ class Cluster:
     @property
     def laws(self) -> tuple[DelayLaw, ...]:
         """Per-worker compute-time laws before the factors (for a compute trace: each column's values, resampled)."""
-        from .laws import Empirical
-
         if self.compute_trace is not None:
             t = self.compute_trace.table
             return tuple(Empirical(values=tuple(t[:, w])) for w in range(self.workers))

@@ -4,8 +4,9 @@ Tie rule (DESIGN.md, "Ties").  Events at the same simulated time are processed i
 reads, then compute completions, then arrivals at the server, then the server's round decisions) and, within a
 phase, by worker id; never by creation order.  Arrivals come after completions so that every contribution arriving
 at time t has joined the server's queue before the server decides on them: contributions that arrive together are
-queued in worker-id order.  An apply caused by an arrival at the same instant (zero service time) runs right after
-that arrival.
+queued in worker-id order.  Applies follow the server's queue order: the server's APPLY events share one key, so
+those at one instant keep the order in which the server served them, and an apply caused by an arrival at the same
+instant (zero service time) runs right after that arrival.
 
 Events are scheduled at an absolute time (not ``now + delay``) so that the times in the Trace are exactly the chain
 sums of the durations (t_done = t_read + compute, ...) with no re-rounding through ``t - now``.
