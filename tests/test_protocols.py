@@ -114,6 +114,14 @@ def test_async_staleness_is_geometric_for_exponential_workers():
     expected = len(sample) * np.append(pmf, 1 - pmf.sum())
     assert expected.min() > 5
     assert stats.chisquare(observed, expected).pvalue > 0.01
+    # and a KS test: tau + U (U uniform on [0, 1), independent) has the continuous cdf
+    # G(x) = P(tau < floor x) + P(tau = floor x)(x - floor x) exactly when tau has the geometric law
+    def cdf(q):  # of tau + U when tau + 1 ~ Geometric(q) on {1, 2, ...}
+        return lambda x: stats.geom(q).cdf(np.floor(x)) + stats.geom(q).pmf(np.floor(x) + 1) * (x - np.floor(x))
+
+    jittered = sample + np.random.default_rng(0).random(len(sample))
+    assert stats.kstest(jittered, cdf(1 / n)).pvalue > 0.01
+    assert stats.kstest(jittered, cdf(1 / (n + 1))).pvalue < 1e-6  # the law of n + 1 workers is rejected
 
 
 # ------------------------------------------------------------------------------------------------------------ SSP
