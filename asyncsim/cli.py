@@ -140,7 +140,7 @@ def format_summary(s: dict) -> str:
         f"  simulated time   {s['simulated_time']:.6g} s   ({s['updates_per_second']:.4g} updates/s)",
         f"  final loss       {loss}",
         f"  staleness        mean {st['mean']:.3f}   p50 {st['p50']:g}   p99 {st['p99']:g}   max {st['max']}",
-        f"  unused work      " + "   ".join(f"{k} {v}" for k, v in s.get("unused", {}).items()),
+        "  unused work      " + "   ".join(f"{k} {v}" for k, v in s.get("unused", {}).items()),
         f"  engine           {s.get('engine', 'simpy')}",
         f"  wall time        {s['wall_time_s']:.2f} s",
     ]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import theory
 from .params import kind
-from .rng import BLOCK
+from .rng import BLOCK, Stream
 from .scenario import Scenario
 from .timing.cluster import Cluster
 from .timing.durations import Durations
@@ -29,8 +29,7 @@ def worker_laws(cluster: Cluster):
 
 def latency(cluster: Cluster, message_bytes: int) -> float:
     """Mean seconds a worker's cycle spends outside computation: uplink + downlink (alpha + m / beta) + service."""
-    net = cluster.network
-    beta = sum(0.0 if bw is None else message_bytes / bw for bw in (net.uplink_bandwidth, net.downlink_bandwidth))
+    beta = sum(cluster.network.transfer(message_bytes))
     return cluster.uplink.mean + cluster.downlink.mean + beta + cluster.server.service.mean
 
 
@@ -85,9 +84,7 @@ def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto"
         return simulate(c, protocol, K, seed, m, engine)
 
     # compute-time order statistics, measured on the cluster's own keyed compute draws (one "round" per step)
-    times = Durations(c, seed, m)
-    n_blocks = max(1, min(K, 50_000) // BLOCK)
-    draws = np.stack([np.concatenate([times.compute_block(w, b) for b in range(n_blocks)]) for w in range(n)], 1)
+    draws = Durations(c, seed, m).steps(Stream.COMPUTE, max(1, min(K, 50_000) // BLOCK) * BLOCK)
     ordered = np.sort(draws, axis=1)
     ks = sorted({1, n} | ({scenario.protocol.k} if kind(scenario.protocol) == "k_of_n" else set()))
     for k in ks:

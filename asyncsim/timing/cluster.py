@@ -74,6 +74,11 @@ class Network:
         require(self.message_bytes is None or self.message_bytes >= 0, "message_bytes", "must be >= 0",
                 self.message_bytes)
 
+    def transfer(self, message_bytes: int) -> tuple[float, float]:
+        """(uplink, downlink) seconds of the beta term m / bandwidth (0 for an infinite bandwidth)."""
+        return tuple(0.0 if bw is None else message_bytes / bw
+                     for bw in (self.uplink_bandwidth, self.downlink_bandwidth))
+
 
 @dataclass(frozen=True, kw_only=True)
 class ComputeTrace:

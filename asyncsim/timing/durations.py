@@ -31,9 +31,7 @@ class Durations:
         self.workers = cluster.workers
         self.factors = cluster.factors
         self.message_bytes = message_bytes
-        net = cluster.network
-        up = 0.0 if net.uplink_bandwidth is None else message_bytes / net.uplink_bandwidth
-        down = 0.0 if net.downlink_bandwidth is None else message_bytes / net.downlink_bandwidth
+        up, down = cluster.network.transfer(message_bytes)
         self.samplers = {
             Stream.UPLINK: _plus(cluster.uplink, up),
             Stream.DOWNLINK: _plus(cluster.downlink, down),
@@ -80,6 +78,14 @@ class Durations:
             if not self._trace.cycle:  # steps past the end never finish; the fast path raises if it needs one
                 raw = np.where(steps < len(table), raw, np.inf)
         return raw * self.factors[worker]
+
+    def steps(self, stream: Stream, n_steps: int) -> np.ndarray:
+        """The draws of steps 0 .. n_steps-1 of every worker as an (n_steps, workers) array, from whole keyed
+        blocks: compute times (COMPUTE, factors applied) or UPLINK / DOWNLINK transfer times."""
+        draw = self.compute_block if stream == Stream.COMPUTE else lambda w, b: self.block(stream, w, b)
+        n_blocks = -(-n_steps // BLOCK)
+        return np.stack([np.concatenate([draw(w, b) for b in range(n_blocks)])[:n_steps]
+                         for w in range(self.workers)], axis=1)
 
     def block(self, stream: Stream, worker: int, block: int) -> np.ndarray:
         """Draws of ``stream`` (UPLINK, DOWNLINK or SERVICE) for one block of steps of ``worker``."""

@@ -112,16 +112,11 @@ def _async(cluster: Cluster, times: Durations, K: int) -> Trace:
 
 def _sync(cluster: Cluster, times: Durations, K: int) -> Trace:
     n = cluster.workers
-    n_blocks = (K + BLOCK) // BLOCK + 1
-
-    def matrix(draw):
-        return np.stack([np.concatenate([draw(w, b) for b in range(n_blocks)])[:K + 1] for w in range(n)], axis=1)
-
-    compute = matrix(times.compute_block)
+    compute = times.steps(Stream.COMPUTE, K)
     if not np.isfinite(compute[:K]).all():  # past the end of a non-cycling compute trace
         raise times.exhausted(int(np.argwhere(~np.isfinite(compute[:K]))[0][1]))
-    up = matrix(lambda w, b: times.block(Stream.UPLINK, w, b))
-    down = matrix(lambda w, b: times.block(Stream.DOWNLINK, w, b))
+    up = times.steps(Stream.UPLINK, K)
+    down = times.steps(Stream.DOWNLINK, K)
     t_read = np.empty((K, n))
     t_done = np.empty((K, n))
     t_arrive = np.empty((K, n))

@@ -88,9 +88,9 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
         completed[w] = max(completed[w], step + 1)
         if waiting:
             slowest = min(completed)
-            for item in [x for x in waiting if x[1] - slowest <= ssp]:
+            for item in [x for x in waiting if x[0] - slowest <= ssp]:
                 waiting.remove(item)
-                item[2].succeed(server["version"])
+                item[1].succeed(server["version"])
 
     def created(t):  # a new version exists at time t: cancel what can no longer be used (ringmaster)
         v = server["version"]
@@ -150,7 +150,7 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
         while True:
             if ssp is not None and step - min(completed) > ssp:
                 held = clock.event()
-                waiting.append((w, step, held))
+                waiting.append((step, held))
                 version = yield held
                 t_send = clock.now
             t_read = t_send if step == 0 else t_send + downlink(w, step)
