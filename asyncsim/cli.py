@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .params import ScenarioError, kind
+from .params import ParamError, ScenarioError, kind
 from .timing.trace import TraceError
 
 EXIT_USAGE = 2
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"run": _run, "validate": _validate, "predict": _predict, "plot": _plot}[args.command](args)
-    except (ScenarioError, TraceError, FileExistsError, FileNotFoundError) as err:
+    except (ScenarioError, ParamError, TraceError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -68,7 +68,27 @@ def _load(args):
     return load_scenario(args.scenario, args.overrides, args.seed)
 
 
+def _study(args):
+    """The study in the scenario file (a ``compare`` section), or None for a plain scenario."""
+    from .params import relative_to
+    from .scenario import parse_yaml
+    from .study import is_study, study_from_dict
+
+    if args.scenario is None or not Path(args.scenario).is_file():
+        return None
+    path = Path(args.scenario)
+    data = parse_yaml(path.read_text(), str(path))
+    if not is_study(data):
+        return None
+    with relative_to(path.parent):
+        return study_from_dict(data, args.overrides, args.seed)
+
+
 def _validate(args) -> int:
+    study = _study(args)
+    if study is not None:
+        print(f"ok: study {study.name} ({len(study.runs)} runs: {', '.join(study.runs)})")
+        return 0
     s = _load(args)
     print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {kind(s.protocol)}, algorithm {kind(s.algorithm)}, "
           f"problem {kind(s.problem)}, {s.run.updates} updates)")
@@ -82,6 +102,17 @@ def _run(args) -> int:
     from .results import write_results
     from .runner import run
 
+    study = _study(args)
+    if study is not None:
+        from .study import format_table, run_study
+
+        out = Path(args.out) if args.out else Path("results") / study.name
+        print(f"{study.name}: {len(study.runs)} runs")
+        table = run_study(study, out, engine=args.engine, plots=not args.no_plots)
+        print(format_table(table, study))
+        print(f"results in {out}/ (one directory per run, comparison.csv, table.csv, summary.json"
+              f"{', plots/' if not args.no_plots else ''})")
+        return 0
     scenario = _load(args)
     out = Path(args.out) if args.out else Path("results") / scenario.name
     result = run(scenario, progress=_progress if sys.stderr.isatty() else None, engine=args.engine)
@@ -142,6 +173,8 @@ def format_summary(s: dict) -> str:
         f"  staleness        mean {st['mean']:.3f}   p50 {st['p50']:g}   p99 {st['p99']:g}   max {st['max']}",
         "  unused work      " + "   ".join(f"{k} {v}" for k, v in s.get("unused", {}).items()),
         f"  engine           {s.get('engine', 'simpy')}",
+    ] + ([f"  stopped          at update {s['stopped_at']} (the algorithm finished: e.g. a declared local minimum)"]
+         if s.get("stopped_at") is not None else []) + [
         f"  wall time        {s['wall_time_s']:.2f} s",
     ]
     if s.get("diverged_at") is not None:

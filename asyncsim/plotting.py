@@ -123,3 +123,46 @@ def save_plots(metrics: pd.DataFrame, trace: pd.DataFrame, directory, title: str
         plt.close(fig)
         names.append(f"{name}.png")
     return names
+
+
+def plot_comparison(curves: dict[str, pd.DataFrame], title: str = ""):
+    """Loss against updates and against simulated time, one line per run; a recorded ``energy`` column (SEACD's
+    E_j) is drawn dashed in the run's colour."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    positive = all((m["loss"] > 0).all() for m in curves.values())
+    for i, (label, m) in enumerate(curves.items()):
+        color = f"C{i % 10}"
+        a.plot(m["update"], m["loss"], color=color, label=label)
+        b.plot(m["time"], m["loss"], color=color, label=label)
+        if "energy" in m and m["energy"].notna().any():
+            a.plot(m["update"], m["energy"], color=color, ls="--", lw=1, label=f"{label} energy E_j")
+    for ax, xlabel in ((a, "update"), (b, "simulated time (s)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("f(x)")
+        ax.grid(True, alpha=0.3)
+        if positive:
+            ax.set_yscale("log")
+    a.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_images(images: dict[str, np.ndarray], columns: int = 4):
+    """Grayscale images side by side (values clipped to [0, 1]), titled by their keys."""
+    n = len(images)
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (label, img) in zip(axes.ravel(), images.items()):
+        ax.imshow(np.clip(img, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(label, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

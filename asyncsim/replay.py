@@ -5,6 +5,15 @@ read version v runs the algorithm's worker-side ``local`` on exactly those param
 its own update is applied (k = read_version + staleness).  So no old parameter version is ever stored: what is kept
 is one message per contribution in flight, at most about one per worker in the async protocol however large the
 staleness gets (``peak_in_flight`` reports it).
+
+Inconsistent reads (``shared_memory``) are rebuilt block by block: the read's coordinate block b takes its values
+from the version v_b it saw (the updates applied at or before its read instant), so the worker computes on
+
+    x_hat = (x_{v_0}[block 0], x_{v_1}[block 1], ..., x_{v_{B-1}}[block B-1]),   read_version = v_0 <= ... <= v_{B-1},
+
+which is Lian et al. (2015)'s x_hat_k = x_k - sum_{j in J(k)} (x_{j+1} - x_j) restricted per block, without
+storing old versions: the blocks are copied into a buffer as each version appears, and ``local`` runs when the
+last block's version exists.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ import pandas as pd
 from .algorithms.base import Algorithm, ApplyInfo
 from .problems.base import Problem
 from .rng import StepDraws, Stream
-from .timing.trace import Trace
+from .problems.base import block_bounds
+from .timing.trace import Trace, block_read_times
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,10 @@ class ReplayResult:
     """The largest number of messages held at once (computed but not yet applied)."""
     diverged_at: int | None
     """The first recorded version whose loss is not finite, or None."""
+    stopped_at: int | None = None
+    """The version at which the algorithm stopped itself (``finished``, e.g. a declared local minimum), or None."""
+    algorithm: Algorithm | None = None
+    """The algorithm as run, with problem-dependent defaults resolved (``Algorithm.bind``)."""
 
 
 def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray, seed: int,
@@ -39,9 +53,11 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     """Apply ``algorithm`` along ``trace``; record metrics at versions 0, record_every, 2 record_every, ..., K.
 
     Each contribution's randomness is the ALGORITHM stream draw of its (worker, step), so the result depends only
-    on the trace, the seed and the inputs.  Only applied rows are replayed (``Trace.used``).  Stops early, with ``diverged_at`` set, when a recorded loss is not
-    finite.
+    on the trace, the seed and the inputs.  Only applied rows are replayed (``Trace.used``).  Stops early, with
+    ``diverged_at`` set, when a recorded loss is not finite, and with ``stopped_at`` set when the algorithm says it
+    has finished.
     """
+    algorithm = algorithm.bind(problem)
     trace = trace.used()  # dropped, cancelled and lost work changes no parameters
     K = trace.n_updates
     read_order = np.argsort(trace.read_version, kind="stable")
@@ -50,6 +66,8 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     read_order = read_order.tolist()
     workers, steps, staleness = trace.worker.tolist(), trace.step.tolist(), trace.staleness.tolist()
     version_time = trace.update_times()
+    patches, mixed = _mixed_read_plan(trace, problem.dim) if trace.inconsistent else ({}, set())
+    buffers: dict[int, np.ndarray] = {}
     draws = StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
     f_star = problem.optimal_loss
 
@@ -58,37 +76,88 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     in_flight: dict[int, object] = {}
     peak = 0
     rows: list[tuple] = []
+    extra: list[str] = []
 
     def record(version, x):
         loss = problem.loss(x)
         row = (version, float(version_time[version]), loss, float(np.linalg.norm(problem.grad(x))))
-        rows.append(row + ((loss - f_star,) if f_star is not None else ()))
+        row += (loss - f_star,) if f_star is not None else ()
+        more = algorithm.metrics(state)
+        if not rows:
+            extra.extend(more)
+        rows.append(row + tuple(float(more[c]) for c in extra))
         return math.isfinite(loss)
 
+    def compute(j, snapshot):
+        w = workers[j]
+        in_flight[j], worker_states[w] = algorithm.local(snapshot, worker_states[w], problem, draws(w, steps[j]))
+
     x = _frozen(algorithm.params(state))
-    diverged_at = None
+    diverged_at = stopped_at = None
     tick = max(1, K // 100)
     with np.errstate(over="ignore", invalid="ignore"):
         record(0, x)
         for k in range(K):
+            for j, lo, hi, last in patches.get(k, ()):  # inconsistent reads: the blocks that saw version k
+                buf = buffers.get(j)
+                if buf is None:
+                    buf = buffers[j] = np.empty_like(x)
+                buf[lo:hi] = x[lo:hi]
+                if last:
+                    compute(j, _frozen(buffers.pop(j)))
             for j in read_order[read_bounds[k]:read_bounds[k + 1]]:
-                w = workers[j]
-                in_flight[j], worker_states[w] = algorithm.local(x, worker_states[w], problem, draws(w, steps[j]))
+                if j not in mixed:
+                    compute(j, x)
             peak = max(peak, len(in_flight))
             lo, hi = apply_bounds[k], apply_bounds[k + 1]
-            info = ApplyInfo(k, tuple(workers[lo:hi]), tuple(staleness[lo:hi]))
+            info = ApplyInfo(k, tuple(workers[lo:hi]), tuple(staleness[lo:hi]), problem)
             state = algorithm.apply(state, [in_flight.pop(j) for j in range(lo, hi)], info)
             x = _frozen(algorithm.params(state))
-            if (k + 1) % record_every == 0 or k + 1 == K:
+            done = algorithm.finished(state)
+            if (k + 1) % record_every == 0 or k + 1 == K or done:
                 if not record(k + 1, x):
                     diverged_at = k + 1
                     break
+            if done:
+                stopped_at = k + 1
+                break
             if progress is not None and (k + 1) % tick == 0:
                 progress(k + 1, K)
 
-    columns = ["update", "time", "loss", "grad_norm"] + (["suboptimality"] if f_star is not None else [])
+    columns = ["update", "time", "loss", "grad_norm"] + (["suboptimality"] if f_star is not None else []) + extra
     metrics = pd.DataFrame(rows, columns=columns)
-    return ReplayResult(x=x, metrics=metrics, peak_in_flight=peak, diverged_at=diverged_at)
+    return ReplayResult(x=x, metrics=metrics, peak_in_flight=peak, diverged_at=diverged_at, stopped_at=stopped_at,
+                        algorithm=algorithm)
+
+
+def read_segments(t_read: float, t_read_end: float, first: int, last: int, apply_times: np.ndarray,
+                  bounds: np.ndarray) -> list[tuple[int, int, int]]:
+    """The versions one inconsistent read saw, as (version, lo, hi): coordinates [lo, hi) were read from that
+    version.  Block b (coordinates [bounds[b], bounds[b+1])) is read at ``block_read_times(...)[b]`` and sees every
+    update applied at or before that instant (``apply_times[u]`` is update u's); versions are clipped to
+    [first, last], the trace's read_version and read_end."""
+    at = block_read_times(t_read, t_read_end, len(bounds) - 1)
+    seen = np.clip(np.searchsorted(apply_times, at, side="right"), first, last)
+    cuts = np.flatnonzero(np.diff(seen)) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(seen)]
+    return [(int(seen[a]), int(bounds[a]), int(bounds[b])) for a, b in zip(starts, ends)]
+
+
+def _mixed_read_plan(trace: Trace, dim: int):
+    """For the reads that saw several versions: ``patches[v]`` lists (row, lo, hi, last) for the coordinates to copy
+    from version v (``last`` when the row's read is then complete), and the set of those rows."""
+    if trace.read_blocks > dim:
+        raise ValueError(f"the trace's reads have {trace.read_blocks} blocks but the problem has dim {dim}")
+    bounds = block_bounds(dim, trace.read_blocks)
+    apply_times = trace.update_times()[1:]
+    rows = np.flatnonzero(trace.read_end != trace.read_version)
+    patches: dict[int, list] = {}
+    for j in rows.tolist():
+        segs = read_segments(trace.t_read[j], trace.t_read_end[j], int(trace.read_version[j]),
+                             int(trace.read_end[j]), apply_times, bounds)
+        for i, (v, lo, hi) in enumerate(segs):
+            patches.setdefault(v, []).append((j, lo, hi, i == len(segs) - 1))
+    return patches, set(rows.tolist())
 
 
 def _frozen(x: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ class Stream(IntEnum):
     ALGORITHM = 6
     FAILURE = 7
     PHASE = 8
+    READ = 9
 
 
 def generator(seed: int, stream: Stream, worker: int = 0, block: int = 0) -> np.random.Generator:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .params import kind
+from .params import kind, to_plain
 from .predict import overlays
 from .replay import replay
 from .rng import Stream, generator
@@ -28,6 +28,8 @@ class RunResult:
     metrics: pd.DataFrame
     summary: dict
     x: np.ndarray
+    problem: object = None
+    """The problem instance the run solved (data included)."""
 
 
 def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, engine: str = "auto") -> RunResult:
@@ -42,14 +44,26 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     used = choose_engine(scenario.cluster, scenario.protocol, engine)
     problem = scenario.problem.build(generator(seed, Stream.DATA))
     x0 = problem.initial_point(generator(seed, Stream.INIT))
-    trace = simulate(scenario.cluster, scenario.protocol, scenario.run.updates, seed, scenario.message_bytes,
+    algorithm = scenario.algorithm.bind(problem)
+    cluster = scenario.cluster
+    if cluster.flops_per_second is not None:
+        cluster = cluster.per_step(algorithm.work(problem))
+    trace = simulate(cluster, scenario.protocol, scenario.run.updates, seed, scenario.message_bytes,
                      engine).validate()
-    result = replay(trace, scenario.algorithm, problem, x0, seed, scenario.run.record_every, progress)
+    result = replay(trace, algorithm, problem, x0, seed, scenario.run.record_every, progress)
     summary = summarize(scenario, trace, result.metrics, result.peak_in_flight, result.diverged_at)
+    summary["stopped_at"] = result.stopped_at
+    if result.stopped_at is not None:  # the run ended there: report the updates and time it took
+        last = result.metrics.iloc[-1]
+        summary.update(updates=int(last["update"]), simulated_time=float(last["time"]),
+                       updates_per_second=int(last["update"]) / float(last["time"]))
+    if algorithm != scenario.algorithm:
+        summary["algorithm_resolved"] = to_plain(algorithm)
     summary["engine"] = used
     summary["predicted"] = overlays(scenario)
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
-    return RunResult(scenario=scenario, trace=trace, metrics=result.metrics, summary=summary, x=result.x)
+    return RunResult(scenario=scenario, trace=trace, metrics=result.metrics, summary=summary, x=result.x,
+                     problem=problem)
 
 
 def summarize(scenario: Scenario, trace: Trace, metrics: pd.DataFrame, peak_in_flight: int,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,13 @@ class Scenario:
                 "must be letters, digits, '_', '.' or '-' (it names the result directory)", self.name)
         require(0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)", self.seed)
         self.protocol.check(self.algorithm)
+        self.protocol.check_cluster(self.cluster)
+        if hasattr(self.protocol, "blocks"):  # shared_memory: default one read block per coordinate
+            dim = self.problem.dim
+            if self.protocol.blocks is None:
+                object.__setattr__(self, "protocol", replace(self.protocol, blocks=dim))
+            require(self.protocol.blocks <= dim, "protocol.blocks", f"must be <= the problem's dim ({dim})",
+                    self.protocol.blocks)
         if getattr(self.algorithm, "local_steps", None) is not None:
             require(kind(self.protocol) == "periodic", "protocol.kind",
                     f"must be periodic for algorithm {kind(self.algorithm)} (local steps)", kind(self.protocol))

@@ -11,6 +11,7 @@ from asyncsim.cli import main
 from asyncsim.params import ScenarioError
 from asyncsim.problems import LeastSquares, ProblemSpec
 from asyncsim.scenario import default_scenario_text, from_dict, load_scenario
+from asyncsim.timing.protocols import Protocol
 
 GOOD = yaml.safe_load(default_scenario_text())
 
@@ -33,14 +34,16 @@ DELETE = object()
 MALFORMED = [
     (variant("algorithm.lr", -0.1), "algorithm.lr must be > 0, got -0.1"),
     (variant("problem.nosie", 0.1), "problem.nosie is not a known key (allowed: dim, n_samples, noise)"),
-    (variant("problem.kind", "lstsq"), "problem.kind must be one of least_squares, logistic, quadratic; got 'lstsq'"),
+    (variant("problem.kind", "lstsq"),
+     f"problem.kind must be one of {', '.join(ProblemSpec.registry.kinds())}; got 'lstsq'"),
     (variant("cluster.workers", "eight"), "cluster.workers must be an integer, got 'eight' (str)"),
     (variant("cluster.workers", 0), "cluster.workers must be >= 1, got 0"),
     (variant("cluster.compute", {"kind": "exponential", "mean": -1}), "cluster.compute.mean must be > 0, got -1.0"),
     (variant("cluster.stragglers", [{"worker": 9, "slowdown": 2.0}]),
      "cluster.stragglers[0].worker must be < workers (8), got 9"),
     (variant("run", DELETE), "run is required"),
-    (variant("protocol.kind", "asynch"), "protocol.kind must be one of allreduce, async, deadline, k_of_n, periodic, rennala, ringmaster, ssp, sync, trace_file; got 'asynch'"),
+    (variant("protocol.kind", "asynch"),
+     f"protocol.kind must be one of {', '.join(Protocol.registry.kinds())}; got 'asynch'"),
     (variant("run.updates", 2.5), "run.updates must be an integer, got 2.5 (float)"),
     (variant("cluster.compute", {"mean": 1.0}),
      "cluster.compute.kind is required (one of bimodal, constant, empirical, exponential, gamma, lognormal, "
@@ -54,7 +57,8 @@ MALFORMED = [
     (variant("cluster.stragglers", {"worker": 0}), "cluster.stragglers must be a list, got {'worker': 0} (dict)"),
     (variant("seed", -1), "seed must be in [0, 2**63), got -1"),
     (["not", "a", "mapping"], "a scenario must be a mapping at the top level, got list"),
-    (variant("protocol", {"kind": ["async"]}), "protocol.kind must be one of allreduce, async, deadline, k_of_n, periodic, rennala, ringmaster, ssp, sync, trace_file; got ['async']"),
+    (variant("protocol", {"kind": ["async"]}),
+     f"protocol.kind must be one of {', '.join(Protocol.registry.kinds())}; got ['async']"),
 ]
 
 

@@ -15,8 +15,8 @@ from asyncsim.timing.cluster import ComputeTrace, Network, Server
 from asyncsim.timing.laws import Constant, Empirical, Exponential
 from asyncsim.timing.protocols import Async, Periodic
 
-PROTOCOLS = ("allreduce", "async", "deadline", "k_of_n", "periodic", "rennala", "ringmaster", "ssp", "sync",
-             "trace_file")
+PROTOCOLS = ("allreduce", "async", "deadline", "k_of_n", "periodic", "rennala", "ringmaster", "serial_async",
+             "shared_memory", "ssp", "sync", "trace_file")
 
 
 def scenario_files(root):
@@ -24,7 +24,12 @@ def scenario_files(root):
 
 
 def test_every_protocol_has_an_example_scenario_and_a_readme_line(root):
-    kinds = {yaml.safe_load(p.read_text())["protocol"]["kind"] for p in scenario_files(root)}
+    kinds = set()
+    for p in scenario_files(root):
+        data = yaml.safe_load(p.read_text())
+        for part in [data] + list(data.get("compare", {}).values()):  # a study's variants name protocols too
+            if "protocol" in part:
+                kinds.add(part["protocol"]["kind"])
     assert set(PROTOCOLS) <= kinds
     assert set(PROTOCOLS) == set(asyncsim.Protocol.registry.kinds())
     readme = (root / "README.md").read_text()
@@ -62,7 +67,7 @@ def test_trace_file_run_replays_exactly_the_measured_delays(root, tmp_path):
     trace = Trace.load(out / "trace.parquet")
     np.testing.assert_array_equal(trace.staleness, expected)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["engine"] == "imported" and summary["updates"] == len(expected) == 3001
+    assert summary["engine"] == "given" and summary["updates"] == len(expected) == 3001
     assert summary["staleness"]["mean"] == pytest.approx(expected.mean())
 
 

@@ -9,7 +9,10 @@ An algorithm is a frozen dataclass of hyper-parameters with pure methods:
   (possibly stale) parameters it read;
 - ``apply(server_state, messages, info) -> server_state``: the server-side update with the messages of one update,
   in worker order, and ``info`` (an :class:`ApplyInfo`);
-- ``params(server_state) -> x``: the current parameters.
+- ``params(server_state) -> x``: the current parameters;
+- optional: ``bind(problem) -> algorithm`` resolves problem-dependent defaults (a step size from L) and checks
+  conditions before a run; ``metrics(server_state) -> dict`` adds columns to the recorded metrics (SEACD's energy);
+  ``finished(server_state)`` ends the run early (a declared local minimum).
 
 No method mutates its inputs (the tests pass read-only arrays).  One implementation serves the replay and the real
 execution mode.
@@ -21,15 +24,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..params import Registry
+from ..params import Registry, ScenarioError
 
 
 class ApplyInfo(NamedTuple):
-    """What the server knows when it applies update k: the contributing workers and their staleness."""
+    """What the server knows when it applies update k: the contributing workers, their staleness (update minus the
+    oldest version read) and the objective (for server-side rules that evaluate f, such as SEACD's energy)."""
 
     update: int
     workers: tuple[int, ...]
     staleness: tuple[int, ...]
+    problem: object = None
 
 
 class Algorithm:
@@ -52,6 +57,24 @@ class Algorithm:
     def params(self, server_state) -> np.ndarray:
         raise NotImplementedError
 
+    def bind(self, problem) -> "Algorithm":
+        """This algorithm with problem-dependent defaults resolved; raise ParamError if the problem does not meet
+        a condition the method needs.  Default: unchanged."""
+        return self
+
+    def work(self, problem) -> float:
+        """The flops of one worker step (for ``cluster.flops_per_second``): by default one full gradient,
+        ``problem.grad_flops()``; a minibatch or a coordinate block is a fraction of it."""
+        return _flops(problem)
+
+    def metrics(self, server_state) -> dict[str, float]:
+        """Extra metrics recorded with the loss (default: none)."""
+        return {}
+
+    def finished(self, server_state) -> bool:
+        """True when the algorithm has stopped (e.g. declared a local minimum); the replay ends there."""
+        return False
+
 
 def average(messages: list[np.ndarray]) -> np.ndarray:
     """(1/m) sum_j messages[j], summed in the given (worker) order so the result does not depend on arrival order;
@@ -62,3 +85,12 @@ def average(messages: list[np.ndarray]) -> np.ndarray:
     for m in messages[2:]:
         total += m
     return total / len(messages)
+
+
+def _flops(problem, fraction: float = 1.0) -> float:
+    """``fraction`` of a full gradient's flops; a problem that does not count them cannot time steps by work."""
+    flops = problem.grad_flops()
+    if flops is None:
+        raise ScenarioError(f"cluster.flops_per_second needs the problem's gradient flops, which problem "
+                         f"{type(problem).__name__} does not count; give compute times in seconds instead")
+    return fraction * flops

@@ -2,9 +2,11 @@
 
 A *spec* (frozen dataclass, registered under a YAML ``kind``) holds the parameters and is validated when a scenario
 is loaded; ``spec.build(rng)`` makes the *problem* (data and methods) from the DATA stream.  A problem exposes
-``dim``, ``loss(x)``, ``grad(x, batch=None)`` (full gradient when ``batch`` is None), ``sample_batches(rng, n, b)``
-(the minibatches of n steps, stacked), ``initial_point(rng)``, and, where known, ``optimum`` and ``optimal_loss``.
-Gradients are checked against finite differences in the tests.
+``dim``, ``loss(x)``, ``grad(x, batch=None)`` (full gradient when ``batch`` is None), ``partial_grad(x, block, batch)``
+(the gradient restricted to a contiguous block of coordinates), ``sample_batches(rng, n, b)`` (the minibatches of n
+steps, stacked), ``initial_point(rng)``, and, where known, ``optimum``, ``optimal_loss``, ``smoothness`` (L),
+``block_smoothness(bounds)`` (L_i per block) and ``grad_flops()``.  Gradients are checked against finite differences
+in the tests.
 """
 
 from __future__ import annotations
@@ -25,16 +27,40 @@ class ProblemSpec:
         raise NotImplementedError
 
 
+def block_bounds(dim: int, blocks: int) -> np.ndarray:
+    """Edges of ``blocks`` contiguous coordinate blocks: block b is coordinates [e[b], e[b+1]) with
+    e[b] = floor(b * dim / blocks), so block sizes differ by at most one."""
+    if not 1 <= blocks <= dim:
+        raise ValueError(f"blocks must be in [1, dim={dim}], got {blocks}")
+    return (np.arange(blocks + 1) * dim) // blocks
+
+
 class Problem:
     """An objective f with data.  Subclasses set ``dim`` and implement ``loss``, ``grad`` and ``sample_batches``."""
 
     dim: int
+    smoothness: float | None = None
+    """L, the Lipschitz constant of grad f, where known."""
 
     def loss(self, x: np.ndarray) -> float:
         raise NotImplementedError
 
     def grad(self, x: np.ndarray, batch=None) -> np.ndarray:
         raise NotImplementedError
+
+    def partial_grad(self, x: np.ndarray, block: slice, batch=None) -> np.ndarray:
+        """grad_i f(x): the gradient restricted to the coordinates ``block`` (a slice).  Default: the full gradient,
+        sliced; problems override it with a cheaper computation."""
+        return self.grad(x, batch)[block]
+
+    def block_smoothness(self, bounds: np.ndarray) -> np.ndarray | None:
+        """L_i for the blocks [bounds[i], bounds[i+1]): the Lipschitz constant of grad_i f along block i (Liu and
+        Wright 2015), or None when unknown."""
+        return None
+
+    def grad_flops(self) -> float | None:
+        """Floating-point operations of one full gradient (for ``cluster.flops_per_second``), or None."""
+        return None
 
     def sample_batches(self, rng: np.random.Generator, n_steps: int, batch_size: int) -> np.ndarray:
         raise NotImplementedError

@@ -5,7 +5,7 @@ keyed timing draws of one run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -125,6 +125,9 @@ class Cluster:
     all, or a list of n laws) or read from ``compute_trace``; ``speeds`` (default all 1) and ``stragglers``
     (persistent slowdowns) make workers heterogeneous; ``transient`` adds random slow phases and ``failures`` crashes.
     A message takes the latency drawn from ``uplink`` / ``downlink`` plus its size over the bandwidth of ``network``.
+    With ``flops_per_second``, X is in units of one step's arithmetic: the compute time is X * flops / rate, with
+    the flops of a step from the algorithm and the problem (a full gradient, a minibatch, a coordinate block), so
+    that a constant law of value 1 times exactly the work (see :meth:`per_step`).
     """
 
     workers: int
@@ -138,9 +141,12 @@ class Cluster:
     downlink: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
     network: Network = field(default_factory=Network)
     server: Server = field(default_factory=Server)
+    flops_per_second: float | None = None
 
     def __post_init__(self):
         n = self.workers
+        require(self.flops_per_second is None or self.flops_per_second > 0, "flops_per_second",
+                "must be > 0 (or null: compute times in seconds)", self.flops_per_second)
         require(n >= 1, "workers", "must be >= 1", n)
         require((self.compute is None) != (self.compute_trace is None), "compute",
                 "must be given, or compute_trace instead (exactly one of the two)", self.compute)
@@ -163,6 +169,15 @@ class Cluster:
             require(s.worker < n, f"stragglers[{i}].worker", f"must be < workers ({n})", s.worker)
             require(s.worker not in seen, f"stragglers[{i}].worker", "must not repeat", s.worker)
             seen.add(s.worker)
+
+    def per_step(self, flops: float) -> "Cluster":
+        """The cluster whose compute law is in seconds, for steps of ``flops`` operations each: every speed is
+        multiplied by flops_per_second / flops (unchanged without ``flops_per_second``)."""
+        if self.flops_per_second is None:
+            return self
+        rate = self.flops_per_second / flops
+        return replace(self, speeds=tuple(v * rate for v in (self.speeds or (1.0,) * self.workers)),
+                       flops_per_second=None)
 
     @property
     def factors(self) -> tuple[float, ...]:

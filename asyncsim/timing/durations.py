@@ -54,6 +54,10 @@ class Durations:
         self._failures = None if f is None else [
             _Alternating(seed, Stream.FAILURE, w, _exp(1.0 / f.rate), f.downtime.sample) for w in range(self.workers)]
 
+    def draws(self, stream: Stream, law: DelayLaw) -> StepDraws:
+        """Per-(worker, step) scalar draws of ``law`` from ``stream`` (for timing a protocol owns, e.g. READ)."""
+        return _scalar(self.seed, stream, law.sample)
+
     def compute(self, worker: int, step: int) -> float:
         if self._trace is None:
             return self._compute[worker](worker, step) * self.factors[worker]

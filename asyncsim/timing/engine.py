@@ -73,13 +73,16 @@ class FifoServer:
 class Log:
     """Rows appended by protocol processes, turned into a Trace sorted by (update, worker, step)."""
 
-    COLUMNS = INT_COLUMNS + TIME_COLUMNS  # the order of ``add``'s arguments
+    COLUMNS = INT_COLUMNS + TIME_COLUMNS + ("t_read_end",)  # the order of ``add``'s arguments
 
     def __init__(self):
         self.rows: list[tuple] = []
 
-    def add(self, update, worker, step, read_version, round_, status, t_read, t_done, t_arrive, t_apply):
-        self.rows.append((update, worker, step, read_version, round_, status, t_read, t_done, t_arrive, t_apply))
+    def add(self, update, worker, step, read_version, round_, status, t_read, t_done, t_arrive, t_apply,
+            t_read_end=None):
+        """One row; ``t_read_end`` is the end of a read that spans time (default: ``t_read``)."""
+        self.rows.append((update, worker, step, read_version, round_, status, t_read, t_done, t_arrive, t_apply,
+                          t_read if t_read_end is None else t_read_end))
 
     def trace(self, n_workers: int, protocol: str) -> Trace:
         if not self.rows:

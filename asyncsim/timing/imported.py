@@ -76,6 +76,7 @@ class TraceFile(Protocol):
     real system drive the update rules; see :func:`delay_trace` for the times and worker ids.  The cluster's
     timing is not used; ``seconds_per_update`` sets the time axis."""
 
+    simulated = False
     path: str
     seconds_per_update: float = 1.0
     delays: np.ndarray = field(init=False, repr=False, compare=False)

@@ -3,7 +3,8 @@
 ``simulate(cluster, protocol, n_updates, seed) -> Trace``.  Processes only move time; they never look at numeric
 values (DESIGN.md).  Each worker is one SimPy process; the server is shared state (a FIFO queue with slots) and
 callbacks on keyed apply events.  This module holds the asynchronous family (async, ssp, ringmaster, rennala,
-periodic); ``rounds.py`` the synchronous one (sync, k_of_n, deadline, allreduce) and ``imported.py`` trace_file.
+periodic); ``rounds.py`` the synchronous one (sync, k_of_n, deadline, allreduce) ``imported.py`` trace_file and
+``shared_memory.py`` shared_memory and serial_async.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Protocol:
     implement ``run(sim)``; others (``trace_file``) override ``trace``."""
 
     registry = Registry("protocol")
+    simulated = True
+    """False for protocols that give their trace without simulating (trace_file, serial_async)."""
     fast = False
     """True for protocols the vectorized fast path reproduces exactly (when the cluster is ``independent``)."""
 
@@ -43,6 +46,9 @@ class Protocol:
     def check(self, algorithm) -> None:
         """Raise ParamError if ``algorithm`` cannot run under this protocol (default: any algorithm can)."""
 
+    def check_cluster(self, cluster: Cluster) -> None:
+        """Raise ParamError if this protocol cannot run on ``cluster`` (default: any cluster)."""
+
 
 @dataclass
 class Sim:
@@ -57,7 +63,7 @@ register = Protocol.registry.register
 
 
 def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = None, batch: int | None = None,
-              local_steps: int = 1) -> None:
+              local_steps: int = 1, read_time=None) -> None:
     """The asynchronous parameter server and its variants (one implementation, options switched on by protocol).
 
     Worker w loops: get parameters (version v), compute ``local_steps`` gradients, send (uplink), queue at the
@@ -69,7 +75,8 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
       their workers restart on v; a queued contribution whose staleness would exceed R is dropped (Maranjyan,
       Tyurin and Richtarik 2025);
     - ``batch`` S: only contributions computed at the current version count; after S of them the server steps
-      (one update of S contributions); the others are dropped (Rennala SGD, Tyurin and Richtarik 2023).
+      (one update of S contributions); the others are dropped (Rennala SGD, Tyurin and Richtarik 2023);
+    - ``read_time(w, step)``: a read takes time (shared memory): computing starts when it ends (``t_read_end``).
 
     Failures (``cluster.failures``): work in progress at a crash is lost (status LOST) and so is an awaited reply;
     the worker rejoins when its down time ends and reads the server's current version.
@@ -102,13 +109,13 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                     del computing[w]
                     proc.interrupt((t, v))
 
-    def apply(row, t):  # row = (w, step, version, t_read, t_done, t_arrive)
-        w, step, version = row[:3]
+    def apply(row, t):  # row = (w, step, version, t_read, t_done, t_arrive, t_read_end)
+        w, step, version, t_read, t_done, t_arrive, t_read_end = row
         k = server["version"]
         if max_staleness is not None and k - version > max_staleness:
-            log.add(k, w, step, version, -1, DROPPED, *row[3:], t)
+            log.add(k, w, step, version, -1, DROPPED, t_read, t_done, t_arrive, t, t_read_end)
         else:
-            log.add(k, w, step, version, -1, APPLIED, *row[3:], t)
+            log.add(k, w, step, version, -1, APPLIED, t_read, t_done, t_arrive, t, t_read_end)
             server["version"] = k + 1
         finish_step(w, step)
         created(t)
@@ -116,7 +123,7 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
     def apply_batch(rows, t):
         k = server["version"]
         for w, step, version, *times_ in rows:
-            log.add(k, w, step, version, -1, APPLIED, *times_, t)
+            log.add(k, w, step, version, -1, APPLIED, *times_[:3], t)
             finish_step(w, step)
         server["version"], server["full"] = k + 1, False
         created(t)
@@ -161,7 +168,8 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 t_up, t_send = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
                 version = server["version"]
                 continue
-            t_done = compute(w, step, t_read)
+            t_read_end = t_read if read_time is None else t_read + read_time(w, step)
+            t_done = compute(w, step, t_read_end)
             t_arrive = t_done + uplink(w, step)
             if track:
                 computing[w] = (procs[w], version)
@@ -189,11 +197,11 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
             if track:
                 del computing[w]
             t_up = t_arrive
-            row = (w, step, version, t_read, t_done, t_arrive)
+            row = (w, step, version, t_read, t_done, t_arrive, t_read_end)
             step += 1
             if batch is not None:
                 if version != server["version"] or server["full"]:  # stale, or the batch is already complete
-                    log.add(server["version"], w, step - 1, version, -1, DROPPED, *row[3:], t_arrive)
+                    log.add(server["version"], w, step - 1, version, -1, DROPPED, *row[3:6], t_arrive)
                     finish_step(w, step - 1)
                     t_send, version = t_arrive, server["version"]
                     continue
@@ -324,12 +332,13 @@ ENGINES = ("auto", "simpy", "fast")
 
 
 def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") -> str:
-    """'fast' or 'simpy' (or 'imported' for a protocol that reads its trace): the engine that ``simulate`` uses.  ``engine='fast'`` on a scenario the fast path cannot
-    reproduce exactly is an error naming the reason."""
+    """The engine ``simulate`` uses: 'fast' or 'simpy', or 'given' for a protocol that gives its trace without
+    simulating (trace_file, serial_async).  ``engine='fast'`` on a scenario the fast path cannot reproduce exactly
+    is an error naming the reason."""
     if engine not in ENGINES:
         raise ScenarioError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-    if type(protocol).trace is not Protocol.trace:
-        return "imported"  # nothing to simulate (trace_file)
+    if not protocol.simulated:
+        return "given"
     reason = None
     if not protocol.fast:
         reason = f"protocol {kind(protocol)} (the fast path covers async and sync)"
@@ -362,6 +371,7 @@ def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, me
 
 from .imported import TraceFile  # noqa: E402  (registers trace_file)
 from .rounds import AllReduce, Deadline, KOfN, Sync  # noqa: E402  (registers the round protocols)
+from .shared_memory import SerialAsync, SharedMemory  # noqa: E402  (registers shared_memory, serial_async)
 
-__all__ = ["AllReduce", "Async", "Deadline", "KOfN", "Periodic", "Protocol", "Rennala", "Ringmaster", "SSP", "Sync",
-           "TraceFile", "choose_engine", "simulate"]
+__all__ = ["AllReduce", "Async", "Deadline", "KOfN", "Periodic", "Protocol", "Rennala", "Ringmaster", "SSP",
+           "SerialAsync", "SharedMemory", "Sync", "TraceFile", "choose_engine", "simulate"]

@@ -5,6 +5,12 @@ is applied to version k and produces version k+1; a contribution that read versi
 tau_k = k - r_k >= 0.  In ``sync`` all n contributions of round k form update k (staleness 0); in ``async`` each
 update has exactly one contribution.  Work that was never used (dropped, cancelled, lost in a crash) is kept as rows
 with a ``status`` other than APPLIED, so the trace shows what each protocol wasted.
+
+Inconsistent reads (``shared_memory``): a read spans [t_read, t_read_end] and reads ``read_blocks`` contiguous
+coordinate blocks at the evenly spaced instants ``block_read_times``; block b sees exactly the updates applied at or
+before its instant (applies come before reads at equal times).  ``read_version`` is the version the first block saw
+and ``read_end`` the version the last block saw; consistent reads have read_end = read_version and
+t_read_end = t_read.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ import pyarrow.parquet as pq
 
 INT_COLUMNS = ("update", "worker", "step", "read_version", "round", "status")
 TIME_COLUMNS = ("t_read", "t_done", "t_arrive", "t_apply")
-FORMAT_VERSION = "2"
+READ_COLUMNS = ("read_end", "t_read_end")
+"""Columns of inconsistent reads; optional when constructing a Trace (default: a consistent read)."""
+COLUMNS = INT_COLUMNS + TIME_COLUMNS + READ_COLUMNS
+FORMAT_VERSION = "3"
+OLD_FORMATS = (b"1", b"2")  # 1: no status column; 2: no read_end / t_read_end (consistent reads)
 
 
 class Status(IntEnum):
@@ -51,7 +61,9 @@ class Trace:
     (0, 1, ...); ``read_version``: the parameter version r it computed on; ``round``: the synchronous round (-1 for
     asynchronous protocols); times in simulated seconds: ``t_read`` (parameters in hand, computation starts),
     ``t_done`` (computation finished), ``t_arrive`` (message at the server), ``t_apply`` (update applied);
-    ``status``: a :class:`Status` code (0 = applied).
+    ``status``: a :class:`Status` code (0 = applied); ``read_end`` and ``t_read_end``: the version seen by the last
+    block and the time the read ended (default: ``read_version`` and ``t_read``); ``read_blocks``: the number of
+    blocks a read is split into.
     """
 
     n_workers: int
@@ -66,16 +78,23 @@ class Trace:
     t_done: np.ndarray
     t_arrive: np.ndarray
     t_apply: np.ndarray
+    read_end: np.ndarray | None = None
+    t_read_end: np.ndarray | None = None
+    read_blocks: int = 1
 
     def __post_init__(self):
-        for name in INT_COLUMNS:
+        if self.read_end is None:
+            object.__setattr__(self, "read_end", self.read_version)
+        if self.t_read_end is None:
+            object.__setattr__(self, "t_read_end", self.t_read)
+        for name in INT_COLUMNS + ("read_end",):
             object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.int64))
-        for name in TIME_COLUMNS:
+        for name in TIME_COLUMNS + ("t_read_end",):
             object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
-        lengths = {len(getattr(self, c)) for c in INT_COLUMNS + TIME_COLUMNS}
+        lengths = {len(getattr(self, c)) for c in COLUMNS}
         if len(lengths) != 1:
             raise TraceError(f"trace columns have different lengths: {sorted(lengths)}")
-        for name in INT_COLUMNS + TIME_COLUMNS:
+        for name in COLUMNS:
             getattr(self, name).flags.writeable = False
 
     @property
@@ -97,9 +116,17 @@ class Trace:
         """The trace restricted to the applied rows (what the replay consumes)."""
         if self.applied.all():
             return self
-        keep = self.applied
-        return Trace(n_workers=self.n_workers, protocol=self.protocol,
-                     **{c: getattr(self, c)[keep] for c in INT_COLUMNS + TIME_COLUMNS})
+        return self.select(self.applied)
+
+    def select(self, keep: np.ndarray) -> "Trace":
+        """The trace restricted to the rows of boolean mask ``keep``."""
+        return Trace(n_workers=self.n_workers, protocol=self.protocol, read_blocks=self.read_blocks,
+                     **{c: getattr(self, c)[keep] for c in COLUMNS})
+
+    @property
+    def inconsistent(self) -> bool:
+        """True when some read saw different versions in different blocks."""
+        return bool((self.read_end != self.read_version).any())
 
     def __len__(self) -> int:
         return len(self.update)
@@ -146,10 +173,15 @@ class Trace:
         fail(self.staleness < 0, "staleness < 0 (read a version that did not exist yet)")
         fail(self.t_read < 0, "t_read < 0")
         fail(self.t_done < self.t_read, "t_done < t_read")
+        fail(self.t_read_end < self.t_read, "t_read_end < t_read")
+        fail(self.t_done < self.t_read_end, "t_done < t_read_end")
         fail(self.t_arrive < self.t_done, "t_arrive < t_done")
         fail(self.t_apply < self.t_arrive, "t_apply < t_arrive")
         created = self.update_times()
         fail(created[self.read_version] > self.t_read, "read a version before it was applied")
+        fail(self.read_end < self.read_version, "read_end < read_version")
+        fail(self.read_end > self.update, "read_end after the update (a read saw its own write)")
+        fail(created[self.read_end] > self.t_read_end, "the read's end saw a version before it was applied")
         order = np.lexsort((self.step, self.worker))  # rows by worker, then step
         first = np.concatenate([[True], self.worker[order][1:] != self.worker[order][:-1]])
         starts = np.flatnonzero(first)
@@ -165,7 +197,7 @@ class Trace:
         cols["staleness"] = self.staleness
         cols["round"] = self.round
         cols["status"] = self.status
-        cols.update({c: getattr(self, c) for c in TIME_COLUMNS})
+        cols.update({c: getattr(self, c) for c in TIME_COLUMNS + READ_COLUMNS})
         return pd.DataFrame(cols)
 
     def save(self, path) -> None:
@@ -173,7 +205,7 @@ class Trace:
         frame = self.to_frame()
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = {b"asyncsim.trace": FORMAT_VERSION.encode(), b"asyncsim.n_workers": str(self.n_workers).encode(),
-                b"asyncsim.protocol": self.protocol.encode()}
+                b"asyncsim.protocol": self.protocol.encode(), b"asyncsim.read_blocks": str(self.read_blocks).encode()}
         table = table.replace_schema_metadata(meta)
         pq.write_table(table, path)
 
@@ -182,14 +214,22 @@ class Trace:
         """Read a trace written by :meth:`save` and validate it."""
         table = pq.read_table(path)
         meta = table.schema.metadata or {}
-        if meta.get(b"asyncsim.trace") not in (b"1", FORMAT_VERSION.encode()):
-            raise TraceError(f"{path} is not an asyncsim trace (format 1 or {FORMAT_VERSION})")
-        cols = {c: table.column(c).to_numpy() if c in table.column_names else np.zeros(table.num_rows, np.int64)
-                for c in INT_COLUMNS + TIME_COLUMNS}  # format 1 had no status column: every row was applied
-        trace = cls(n_workers=int(meta[b"asyncsim.n_workers"]), protocol=meta[b"asyncsim.protocol"].decode(), **cols)
+        if meta.get(b"asyncsim.trace") not in OLD_FORMATS + (FORMAT_VERSION.encode(),):
+            raise TraceError(f"{path} is not an asyncsim trace (format 1 to {FORMAT_VERSION})")
+        cols = {c: table.column(c).to_numpy() for c in COLUMNS if c in table.column_names}
+        if "status" not in cols:  # format 1: every row was applied
+            cols["status"] = np.zeros(table.num_rows, np.int64)
+        trace = cls(n_workers=int(meta[b"asyncsim.n_workers"]), protocol=meta[b"asyncsim.protocol"].decode(),
+                    read_blocks=int(meta.get(b"asyncsim.read_blocks", b"1")), **cols)
         if not np.array_equal(table.column("staleness").to_numpy(), trace.staleness):
             raise TraceError(f"{path}: staleness column does not equal update - read_version")
         return trace.validate()
+
+
+def block_read_times(t_read: float, t_read_end: float, blocks: int) -> np.ndarray:
+    """The instants at which the ``blocks`` coordinate blocks of one read are read: evenly spaced from t_read (block
+    0) to t_read_end (the last block), ``numpy.linspace`` so that both ends are exact; one block is read at t_read."""
+    return np.linspace(t_read, t_read_end, blocks)
 
 
 def _scatter(n: int, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
