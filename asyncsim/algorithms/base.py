@@ -65,7 +65,7 @@ class Algorithm:
     def work(self, problem) -> float:
         """The flops of one worker step (for ``cluster.flops_per_second``): by default one full gradient,
         ``problem.grad_flops()``; a minibatch or a coordinate block is a fraction of it."""
-        return _flops(problem)
+        return step_flops(problem)
 
     def metrics(self, server_state) -> dict[str, float]:
         """Extra metrics recorded with the loss (default: none)."""
@@ -87,7 +87,7 @@ def average(messages: list[np.ndarray]) -> np.ndarray:
     return total / len(messages)
 
 
-def _flops(problem, fraction: float = 1.0) -> float:
+def step_flops(problem, fraction: float = 1.0) -> float:
     """``fraction`` of a full gradient's flops; a problem that does not count them cannot time steps by work."""
     flops = problem.grad_flops()
     if flops is None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..params import ParamError, require
 from ..problems.base import block_bounds
-from .base import Algorithm
+from .base import Algorithm, step_flops
 from .sgd import check_box, project
 
 CHOICES = ("random", "cyclic")
@@ -90,6 +90,10 @@ class CoordinateSteps(Algorithm):
         edges = _edges(dim, blocks)
         lo, hi = edges[i], edges[i + 1]
         return BlockGrad(i, lo, problem.partial_grad(snapshot, slice(lo, hi))), cursor._replace(steps=cursor.steps + 1)
+
+    def work(self, problem) -> float:
+        """One block's share of a full gradient's flops, 1 / blocks (blocks differ in size by at most one)."""
+        return step_flops(problem, 1.0 / (self.blocks or problem.dim))
 
     def block_step(self, x: np.ndarray, message: BlockGrad, step: float) -> np.ndarray:
         """The server side: a copy of x with block i replaced by P(x[i] - step * g)."""

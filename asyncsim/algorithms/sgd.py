@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..params import require
-from .base import Algorithm, average
+from .base import Algorithm, step_flops, average
 
 
 def check_box(lower: float | None, upper: float | None) -> None:
@@ -58,6 +58,11 @@ class SGD(Algorithm):
 
     def draw(self, problem, rng, n_steps):
         return problem.sample_batches(rng, n_steps, self.batch_size)
+
+    def work(self, problem) -> float:
+        """A minibatch's share of a full gradient's flops, batch_size / n_samples, for finite sums."""
+        n = getattr(problem, "n_samples", None)
+        return step_flops(problem, 1.0 if n is None else min(1.0, self.batch_size / n))
 
     def init(self, x0, n_workers):
         return project(x0, self.lower, self.upper), (None,) * n_workers

@@ -1,0 +1,105 @@
+"""Studies (compare / sweep), work-timed clusters, and the seed000 scenarios from the CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import asyncsim
+from asyncsim.cli import main
+from asyncsim.params import ScenarioError
+from asyncsim.problems import NMF
+from asyncsim.rng import Stream, generator
+from asyncsim.study import load_study, merge, study_from_dict
+from asyncsim.timing import Cluster
+from asyncsim.timing.laws import Constant
+
+BASE = {
+    "name": "s", "problem": {"kind": "quadratic", "dim": 6, "mu": 0.1, "L": 1.0},
+    "cluster": {"workers": 2, "compute": {"kind": "constant", "value": 1.0}},
+    "run": {"updates": 60, "record_every": 5},
+    "compare": {"gd": {"cluster": {"workers": 1}, "protocol": {"kind": "sync"}, "algorithm": {"kind": "gd", "lr": 0.5}},
+                "cd": {"algorithm": {"kind": "asyscd", "lr": 0.5, "choice": "cyclic"}}},
+}
+
+
+def test_merge_replaces_mappings_with_a_kind_and_merges_the_others():
+    base = {"cluster": {"workers": 4, "compute": {"kind": "exponential", "mean": 1.0}}}
+    out = merge(base, {"cluster": {"workers": 1, "compute": {"kind": "constant", "value": 2.0}}})
+    assert out == {"cluster": {"workers": 1, "compute": {"kind": "constant", "value": 2.0}}}
+    assert base["cluster"]["workers"] == 4  # not modified
+
+
+def test_study_runs_every_variant_at_every_swept_value_and_times_the_common_target(tmp_path):
+    study = study_from_dict({**BASE, "sweep": {"problem.dim": [4, 8]}})
+    assert list(study.runs) == ["gd_dim=4", "cd_dim=4", "gd_dim=8", "cd_dim=8"]
+    assert study.runs["cd_dim=8"][2].problem.dim == 8 and study.runs["gd_dim=4"][2].cluster.workers == 1
+    table = asyncsim.study.run_study(study, tmp_path / "out", plots=False, log=lambda *_: None)
+    wide = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert wide.columns.tolist() == ["problem.dim", "gd_time", "cd_time"] and wide["problem.dim"].tolist() == [4, 8]
+    for _, row in table.iterrows():  # the time to target is the first recorded time at or below the common goal
+        label = f"{row['variant']}_dim={row['problem.dim']}"
+        m = pd.read_csv(tmp_path / "out" / label / "metrics.csv")
+        same = table[table["problem.dim"] == row["problem.dim"]]
+        worst = same["final_loss"].max()
+        goal = worst + 0.01 * (row["initial_loss"] - worst)
+        assert row["time_to_target"] == m.loc[m["loss"] <= goal, "time"].iloc[0]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["variant"] for r in summary["runs"]] == ["gd", "cd", "gd", "cd"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"compare": {}}, "compare must map variant names"),
+    ({"sweep": {"problem.dim": []}}, "sweep must map one dotted key"),
+    ({"target": 1.5}, "target must be a number in (0, 1), got 1.5"),
+    ({"compare": {"gd": {"algorithm": {"kind": "gd", "lr": -1}}}}, "compare.gd: algorithm.lr must be > 0, got -1"),
+])
+def test_bad_studies_fail_with_one_line(change, message):
+    with pytest.raises(ScenarioError) as err:
+        study_from_dict({**BASE, **change})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_flops_per_second_times_a_step_by_its_arithmetic():
+    problem = NMF(m=12, n=10, rank=3).build(generator(0, Stream.DATA))
+    flops = problem.grad_flops()
+    cluster = Cluster(workers=2, compute=Constant(value=1.0), speeds=(1.0, 2.0), flops_per_second=1e6)
+    per_step = cluster.per_step(flops / 4)
+    assert per_step.flops_per_second is None
+    assert per_step.factors == pytest.approx((flops / 4 / 1e6, flops / 4 / 2e6))
+    gd = asyncsim.Algorithm.registry.get("gd", "algorithm.kind")(lr=0.1)
+    cd = asyncsim.Algorithm.registry.get("asyscd", "algorithm.kind")(lr=0.1, blocks=4)
+    assert gd.work(problem) == flops and cd.work(problem) == flops / 4
+
+
+def test_flops_timing_needs_a_problem_that_counts_flops():
+    s = asyncsim.scenario.from_dict({**{k: v for k, v in BASE.items() if k != "compare"},
+                                     "algorithm": {"kind": "gd", "lr": 0.5}},
+                                    ["cluster.flops_per_second=1000.0"])
+    with pytest.raises(ScenarioError, match="needs the problem's gradient flops"):
+        asyncsim.run(s)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("mf", ["run.updates=300"]),
+    ("saddle", ["run.updates=300"]),
+    ("nmf", ["run.updates=4"]),
+])
+def test_seed000_scenarios_run_from_the_cli(root, tmp_path, capsys, name, overrides):
+    path = root / "scenarios" / "seed000" / f"{name}.yaml"
+    sets = [a for o in overrides for a in ("--set", o)]
+    assert main(["validate", str(path)]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / name), *sets]) == 0
+    out = capsys.readouterr().out
+    assert "time to target" in out
+    study = load_study(path)
+    for label in study.runs:
+        assert (tmp_path / name / label / "summary.json").is_file()
+    assert (tmp_path / name / "plots" / "comparison.png").is_file()
+    table = pd.read_csv(tmp_path / name / "table.csv")
+    if name == "nmf":  # the seed's table: rank, GD time, SEACD time; and the image next to its reconstructions
+        assert table.columns.tolist() == ["problem.rank", "projected_gd_time", "projected_seacd_time"]
+        assert table["problem.rank"].tolist() == [6, 11, 21, 42, 84, 112, 167, 334][:len(table)]
+        assert (tmp_path / name / "plots" / "images.png").is_file()
