@@ -25,9 +25,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,15 +99,10 @@ def load_study(path) -> Study:
 
 def run_study(study: Study, out_dir, engine: str = "auto", plots: bool = True, log=print) -> pd.DataFrame:
     """Run every variant (at every swept value), write the study directory atomically, return comparison rows."""
-    from .results import write_results, _replaceable
+    from .results import atomic_directory, write_results
     from .runner import run
 
-    out = Path(out_dir)
-    if out.exists() and not _replaceable(out):
-        raise FileExistsError(f"--out {out} exists and is not an asyncsim result directory; choose another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         results, rows = {}, []
         for label, (variant, value, scenario) in study.runs.items():
             res = run(scenario, engine=engine)
@@ -126,30 +118,20 @@ def run_study(study: Study, out_dir, engine: str = "auto", plots: bool = True, l
         table = pd.DataFrame(rows)
         table["time_to_target"] = _times_to_target(table, [r.metrics for r in results.values()], study)
         table.to_csv(tmp / "comparison.csv", index=False, float_format="%.10g")
-        wide = _wide(table, study)
-        wide.to_csv(tmp / "table.csv", index=False, float_format="%.10g")
+        _wide(table, study).to_csv(tmp / "table.csv", index=False, float_format="%.10g")
         if plots:
-            from .plotting import plot_comparison, save_figure
-
+            from .plotting import plot_comparison, plot_images, save_figure
 
             (tmp / "plots").mkdir()
             curves = {label: r.metrics for label, r in results.items()}
             save_figure(plot_comparison(curves, study.name), tmp / "plots" / "comparison.png")
             images = {label: r.problem for label, r in results.items() if getattr(r.problem, "is_image", False)}
             if images:
-                from .plotting import plot_images
-
                 shown = {"original": next(iter(images.values())).target}
                 shown.update({label: p.reconstruction(results[label].x) for label, p in images.items()})
                 save_figure(plot_images(shown), tmp / "plots" / "images.png")
         (tmp / "summary.json").write_text(json.dumps({"study": study.name, "sweep": study.sweep_key,
                                                       "target": study.target, "runs": rows}, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return table
 
 

@@ -24,5 +24,11 @@ def test_readme_python_snippet_runs(root, tmp_path, monkeypatch):
 
 
 def test_readme_scenario_block_is_the_shipped_quickstart(root):
-    (block,) = blocks(root, "yaml")
-    assert yaml.safe_load(block) == yaml.safe_load(default_scenario_text())
+    quickstart, study = blocks(root, "yaml")
+    assert yaml.safe_load(quickstart) == yaml.safe_load(default_scenario_text())
+    # the study example is the NMF study's sweep and algorithms
+    shown = yaml.safe_load(study)
+    nmf = yaml.safe_load((root / "scenarios" / "seed000" / "nmf.yaml").read_text())
+    assert shown["sweep"] == nmf["sweep"]
+    for name, variant in shown["compare"].items():
+        assert variant["algorithm"] == nmf["compare"][name]["algorithm"]

@@ -2,10 +2,8 @@
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 import asyncsim
 from asyncsim.cli import main

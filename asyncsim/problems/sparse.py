@@ -33,6 +33,16 @@ def _lambda_max(M) -> float:
     return float(spla.eigsh(M, k=1, which="LA", v0=v0, return_eigenvectors=False)[0])
 
 
+def _frozen_csr(M) -> sp.csr_matrix:
+    """A read-only float64 CSR copy of M with sorted, summed indices."""
+    M = sp.csr_matrix(M, dtype=np.float64, copy=True)
+    M.sum_duplicates()
+    M.sort_indices()
+    for a in (M.data, M.indices, M.indptr):
+        a.flags.writeable = False
+    return M
+
+
 def _deterministic(batch) -> None:
     if batch is not None and np.size(batch) != 0:
         raise ValueError(f"this problem has deterministic gradients: a minibatch must be empty, got {np.size(batch)} "
@@ -48,12 +58,7 @@ class SparseQuadraticProblem(Problem):
     ``block_smoothness``) set the coordinate step 1/L_i.  L = lambda_max(Q); x* = Q^{-1} b (``spsolve``)."""
 
     def __init__(self, Q, b):
-        Q = sp.csr_matrix(Q, dtype=np.float64, copy=True)
-        Q.sum_duplicates()
-        Q.sort_indices()
-        for a in (Q.data, Q.indices, Q.indptr):
-            a.flags.writeable = False
-        self.Q = Q
+        self.Q = Q = _frozen_csr(Q)
         self.b = np.array(b, dtype=np.float64)
         self.b.flags.writeable = False
         self.dim = len(self.b)
@@ -143,12 +148,7 @@ class SparseLeastSquaresProblem(Problem):
     A_i (||a_i||^2 / n for one coordinate)."""
 
     def __init__(self, A, y):
-        A = sp.csr_matrix(A, dtype=np.float64, copy=True)
-        A.sum_duplicates()
-        A.sort_indices()
-        for a in (A.data, A.indices, A.indptr):
-            a.flags.writeable = False
-        self.A = A
+        self.A = A = _frozen_csr(A)
         self.y = np.array(y, dtype=np.float64)
         self.y.flags.writeable = False
         self.n_samples, self.dim = A.shape
