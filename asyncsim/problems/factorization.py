@@ -246,7 +246,7 @@ class NMFProblem(_Factorization):
         grad_W f = (W H - A) H^T,    grad_H f = W^T (W H - A)
 
     (Lee and Seung 2001).  The non-negativity constraint is the algorithm's business: projected gradient descent
-    (Lin 2007) applies ``project`` (x -> max(x, 0)) after each step.  ``relative_error(x)`` = ||A - W H||_F / ||A||_F
+    (Lin 2007) projects after each step (``lower: 0`` on gd, asyscd or seacd).  ``relative_error(x)`` = ||A - W H||_F / ||A||_F
     is the usual figure of merit.  ``optimum`` is known only for noiseless synthetic data fitted at the true rank
     (the generating factors, loss 0); otherwise None.
     """
@@ -275,10 +275,6 @@ class NMFProblem(_Factorization):
     def initial_point(self, rng):
         """W0, H0 with i.i.d. entries uniform on [0, init_scale) (W0 first, row-major), from the INIT stream."""
         return self.init_scale * rng.random(self.dim)
-
-    def project(self, x: np.ndarray) -> np.ndarray:
-        """The projection onto the feasible set W, H >= 0: max(x, 0)."""
-        return np.maximum(x, 0.0)
 
     def relative_error(self, x) -> float:
         """||A - W H||_F / ||A||_F."""
