@@ -91,6 +91,14 @@ class _Factorization(Problem):
         """The parameter vector of two factors: concat(left.ravel(), right.ravel())."""
         return np.concatenate([np.ravel(left), np.ravel(right)]).astype(np.float64)
 
+    @property
+    def true_point(self) -> np.ndarray | None:
+        """The packed factors that generated the data, when known and of rank ``rank`` (else None)."""
+        factors = self.true_factors
+        if factors is None or factors[0].shape[1] != self.rank:
+            return None
+        return self.pack(*factors)
+
     def reconstruction(self, x: np.ndarray) -> np.ndarray:
         """The product of the two factors."""
         left, right = self.unpack(x)
@@ -185,13 +193,6 @@ class MatrixFactorizationProblem(_Factorization):
         non-zero start (the origin is a saddle point where every gradient vanishes)."""
         return self.init_scale * rng.standard_normal(self.dim)
 
-    @property
-    def true_point(self) -> np.ndarray | None:
-        """concat(U*.ravel(), F*.ravel()) of the factors that generated S, when their rank equals ``rank``."""
-        if self.true_factors is None or self.true_factors[0].shape[1] != self.rank:
-            return None
-        return self.pack(*self.true_factors)
-
     @cached_property
     def optimum(self):
         P, sigma, Qt = np.linalg.svd(self.S, full_matrices=False)
@@ -279,13 +280,6 @@ class NMFProblem(_Factorization):
     def relative_error(self, x) -> float:
         """||A - W H||_F / ||A||_F."""
         return float(np.linalg.norm(self.target - self.reconstruction(x))) / self._norm_A
-
-    @property
-    def true_point(self) -> np.ndarray | None:
-        """concat(W*.ravel(), H*.ravel()) of the factors that generated A, when their rank equals ``rank``."""
-        if self.true_factors is None or self.true_factors[0].shape[1] != self.rank:
-            return None
-        return self.pack(*self.true_factors)
 
     @property
     def optimum(self):
