@@ -152,6 +152,26 @@ def plot_comparison(curves: dict[str, pd.DataFrame], title: str = ""):
     return fig
 
 
+def plot_accuracy(curves: dict[str, pd.DataFrame], column: str = "test_accuracy", title: str = ""):
+    """``column`` against simulated time (log axis), one line per run: runs whose labels share the part before the
+    first '_' (the method, e.g. ``easgd`` in ``easgd_tau4``) share a colour, and differ in line style."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    methods = list(dict.fromkeys(label.split("_")[0] for label in curves))
+    seen: dict[str, int] = {}
+    for label, m in curves.items():
+        method = label.split("_")[0]
+        style = ("-", "--", ":", "-.")[seen.get(method, 0) % 4]
+        seen[method] = seen.get(method, 0) + 1
+        t = m["time"].to_numpy()
+        ax.plot(t[t > 0], m[column].to_numpy()[t > 0], color=f"C{methods.index(method) % 10}", ls=style, label=label)
+    ax.set_xscale("log")
+    ax.set(xlabel="simulated time (s)", ylabel=column.replace("_", " "), ylim=(0, 1), title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def plot_images(images: dict[str, np.ndarray], columns: int = 6):
     """Grayscale images side by side (values clipped to [0, 1]), titled by their keys."""
     n = len(images)
@@ -170,3 +190,23 @@ def plot_images(images: dict[str, np.ndarray], columns: int = 6):
 def save_figure(fig, path) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_stability_map(frame: pd.DataFrame, title: str = ""):
+    """One panel per p over (eta h, alpha): grid points observed to diverge (red) or converge (blue) in the
+    simulation, and the predicted boundary, the contour where the spectral radius is 1 (black line).  ``frame``
+    has the columns eta_h, alpha, p, radius and diverged (``asyncsim.stability.easgd_map``)."""
+    ps = sorted(frame["p"].unique())
+    fig, axes = plt.subplots(1, len(ps), figsize=(3.6 * len(ps), 3.6), sharey=True, squeeze=False)
+    for ax, p in zip(axes[0], ps):
+        grid = frame[frame["p"] == p].pivot(index="alpha", columns="eta_h")
+        x, y = grid["radius"].columns.to_numpy(), grid["radius"].index.to_numpy()
+        ax.pcolormesh(x, y, grid["diverged"].to_numpy(dtype=float), cmap="coolwarm", vmin=-0.5, vmax=1.5,
+                      shading="nearest")
+        ax.contour(x, y, grid["radius"].to_numpy(), levels=[1.0], colors="k", linewidths=1.5)
+        ax.set_title(f"p = {p}")
+        ax.set_xlabel("eta h")
+    axes[0][0].set_ylabel("alpha")
+    fig.suptitle(title or "synchronous EASGD: diverged (red) / converged (blue); radius = 1 (line)")
+    fig.tight_layout()
+    return fig

@@ -46,6 +46,8 @@ class ReplayResult:
     """The version at which the algorithm stopped itself (``finished``, e.g. a declared local minimum), or None."""
     algorithm: Algorithm | None = None
     """The algorithm as run, with problem-dependent defaults resolved (``Algorithm.bind``)."""
+    worker_states: tuple = ()
+    """The workers' final states (EASGD's local variables, ADMM's shards)."""
 
 
 def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray, seed: int,
@@ -57,7 +59,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     ``diverged_at`` set, when a recorded loss is not finite, and with ``stopped_at`` set when the algorithm says it
     has finished.
     """
-    algorithm = algorithm.bind(problem)
+    algorithm = algorithm.bind(problem, trace.n_workers)
     trace = trace.used()  # dropped, cancelled and lost work changes no parameters
     K = trace.n_updates
     read_order = np.argsort(trace.read_version, kind="stable")
@@ -82,16 +84,19 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
         loss = problem.loss(x)
         row = (version, float(version_time[version]), loss, float(np.linalg.norm(problem.grad(x))))
         row += (loss - f_star,) if f_star is not None else ()
-        more = algorithm.metrics(state)
+        more = problem.metrics(x) | algorithm.metrics(state)
         if not rows:
             extra.extend(more)
         rows.append(row + tuple(float(more[c]) for c in extra))
         return math.isfinite(loss)
 
-    def compute(j, snapshot):
+    def compute(j, snapshot=None):
         w = workers[j]
+        if snapshot is None:  # a consistent read: what the server sends this worker (by default the parameters)
+            snapshot = x if replies_params else _frozen(algorithm.reply(state, w))
         in_flight[j], worker_states[w] = algorithm.local(snapshot, worker_states[w], problem, draws(w, steps[j]))
 
+    replies_params = type(algorithm).reply is Algorithm.reply
     x = _frozen(algorithm.params(state))
     diverged_at = stopped_at = None
     tick = max(1, K // 100)
@@ -107,7 +112,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
                     compute(j, _frozen(buffers.pop(j)))
             for j in read_order[read_bounds[k]:read_bounds[k + 1]]:
                 if j not in mixed:
-                    compute(j, x)
+                    compute(j)
             peak = max(peak, len(in_flight))
             lo, hi = apply_bounds[k], apply_bounds[k + 1]
             info = ApplyInfo(k, tuple(workers[lo:hi]), tuple(staleness[lo:hi]), problem)
@@ -127,7 +132,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     columns = ["update", "time", "loss", "grad_norm"] + (["suboptimality"] if f_star is not None else []) + extra
     metrics = pd.DataFrame(rows, columns=columns)
     return ReplayResult(x=x, metrics=metrics, peak_in_flight=peak, diverged_at=diverged_at, stopped_at=stopped_at,
-                        algorithm=algorithm)
+                        algorithm=algorithm, worker_states=tuple(worker_states))
 
 
 def read_segments(t_read: float, t_read_end: float, first: int, last: int, apply_times: np.ndarray,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .params import kind, to_plain
+from .params import ScenarioError, kind, to_plain
 from .predict import overlays
 from .replay import replay
 from .rng import Stream, generator
@@ -44,12 +44,13 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     used = choose_engine(scenario.cluster, scenario.protocol, engine)
     problem = scenario.problem.build(generator(seed, Stream.DATA))
     x0 = problem.initial_point(generator(seed, Stream.INIT))
-    algorithm = scenario.algorithm.bind(problem)
-    cluster = scenario.cluster
-    if cluster.flops_per_second is not None:
-        cluster = cluster.per_step(algorithm.work(problem))
-    trace = simulate(cluster, scenario.protocol, scenario.run.updates, seed, scenario.message_bytes,
-                     engine).validate()
+    algorithm = scenario.algorithm.bind(problem, scenario.cluster.workers)
+    cluster, serial = timed_by_work(scenario.cluster, algorithm, problem)
+    message_bytes = scenario.message_bytes
+    if scenario.cluster.network.message_bytes is None:
+        message_bytes = algorithm.message_bytes(problem, cluster.workers) or message_bytes
+    trace = simulate(cluster, scenario.protocol, scenario.run.updates, seed, message_bytes, engine,
+                     serial).validate()
     result = replay(trace, algorithm, problem, x0, seed, scenario.run.record_every, progress)
     summary = summarize(scenario, trace, result.metrics, result.peak_in_flight, result.diverged_at)
     summary["stopped_at"] = result.stopped_at
@@ -57,6 +58,7 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
         last = result.metrics.iloc[-1]
         summary.update(updates=int(last["update"]), simulated_time=float(last["time"]),
                        updates_per_second=int(last["update"]) / float(last["time"]))
+    summary.update(algorithm.summary(problem, result.worker_states))
     if algorithm != scenario.algorithm:
         summary["algorithm_resolved"] = to_plain(algorithm)
     summary["engine"] = used
@@ -64,6 +66,20 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
     return RunResult(scenario=scenario, trace=trace, metrics=result.metrics, summary=summary, x=result.x,
                      problem=problem)
+
+
+def timed_by_work(cluster, algorithm, problem):
+    """The cluster with compute times in seconds and the serial seconds per round, from the algorithm's cost model
+    when ``cluster.flops_per_second`` is set: a step takes ``work`` flops (times the compute law's draw and the
+    worker's factors), the serial step ``serial_flops``.  Without a rate, compute times are the laws' seconds and an
+    algorithm with a serial step cannot be timed."""
+    serial_flops = algorithm.serial_flops(problem)
+    if cluster.flops_per_second is None:
+        if serial_flops:
+            raise ScenarioError(f"algorithm {kind(algorithm)} times its serial step in flops: set "
+                                f"cluster.flops_per_second")
+        return cluster, 0.0
+    return cluster.per_step(algorithm.work(problem, cluster.workers)), serial_flops / cluster.flops_per_second
 
 
 def summarize(scenario: Scenario, trace: Trace, metrics: pd.DataFrame, peak_in_flight: int,

@@ -55,7 +55,6 @@ class Scenario:
         require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), "name",
                 "must be letters, digits, '_', '.' or '-' (it names the result directory)", self.name)
         require(0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)", self.seed)
-        self.protocol.check(self.algorithm)
         self.protocol.check_cluster(self.cluster)
         if hasattr(self.protocol, "blocks"):  # shared_memory: default one read block per coordinate
             dim = self.problem.dim
@@ -63,9 +62,13 @@ class Scenario:
                 object.__setattr__(self, "protocol", replace(self.protocol, blocks=dim))
             require(self.protocol.blocks <= dim, "protocol.blocks", f"must be <= the problem's dim ({dim})",
                     self.protocol.blocks)
-        if getattr(self.algorithm, "local_steps", None) is not None:
-            require(kind(self.protocol) == "periodic", "protocol.kind",
-                    f"must be periodic for algorithm {kind(self.algorithm)} (local steps)", kind(self.protocol))
+        allowed = self.algorithm.protocols
+        if allowed is not None:
+            require(kind(self.protocol) in allowed, "protocol.kind",
+                    f"must be one of {', '.join(allowed)} for algorithm {kind(self.algorithm)}", kind(self.protocol))
+        if hasattr(self.algorithm, "local_steps") and self.algorithm.local_steps is None:  # the protocol's period
+            object.__setattr__(self, "algorithm", replace(self.algorithm, local_steps=self.protocol.local_steps))
+        self.protocol.check(self.algorithm)
 
     @property
     def message_bytes(self) -> int:

@@ -7,17 +7,22 @@ compare:                       # variant name -> the keys it changes (merged int
   gd:    {protocol: {kind: sync}, algorithm: {kind: gd, lr: 0.05}}
   seacd: {protocol: {kind: serial_async, tau: 3}, algorithm: {kind: seacd, tau: 3}}
 sweep: {problem.rank: [6, 11, 21]}   # optional: one dotted key and its values
-target: 0.01                   # optional: the gap fraction for time-to-target (default 0.01)
+reference: {seed_time: [1.2, 2.3, 4.1]}  # optional: published numbers, one per swept value, shown alongside
+target: 0.01                   # optional: the gap fraction for time-to-target (default 0.01),
+                               # or a metric and the level to reach, e.g. {test_accuracy: 0.9}
 ```
 
 Merging: mappings merge key by key, except that a mapping with a ``kind`` replaces the scenario's mapping (another
 kind has other keys).  Every variant (at every swept value) is validated when the study loads.  Each run writes
 its own result directory; the study adds ``comparison.csv`` (one row per run), ``table.csv`` (swept value x variant:
-time to target, the shape of the seed's runtime table) and ``plots/comparison.png``.
+time to target, the shape of the seed's runtime table; with ``sweep: {cluster.workers: ...}`` also the speedup
+T(first value) / T(n); the memory per node an algorithm reports; then the ``reference`` columns) and ``plots/comparison.png`` (and ``plots/accuracy.png`` for
+classification problems).
 
 Time to target: the accuracy every variant reaches, compared by when each gets there.  At each swept value the
 target loss is f_worst + target (f_0 - f_worst), f_worst the highest final loss of the variants and f_0 the initial
-loss; a variant's time to target is the first recorded simulated time at which its loss is at or below it.
+loss; a variant's time to target is the first recorded simulated time at which its loss is at or below it.  With
+``target: {metric: level}`` it is the first recorded time at which the metric (an accuracy) is at or above level.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import pandas as pd
 from .params import ScenarioError, relative_to
 from .scenario import Scenario, apply_override, from_dict, parse_yaml
 
-STUDY_KEYS = ("compare", "sweep", "target")
+STUDY_KEYS = ("compare", "sweep", "target", "reference")
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ class Study:
     name: str
     sweep_key: str | None
     runs: dict[str, tuple[str, object, Scenario]]
-    target: float
+    target: float | dict
+    reference: dict
 
 
 def is_study(data) -> bool:
@@ -72,8 +78,14 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None) -> Study:
         raise ScenarioError(f"sweep must map one dotted key to a non-empty list of values, got {sweep!r}")
     key, values = next(iter(sweep.items())) if sweep else (None, [None])
     target = data.get("target", 0.01)
-    if not isinstance(target, (int, float)) or not 0 < target < 1:
-        raise ScenarioError(f"target must be a number in (0, 1), got {target!r}")
+    level = isinstance(target, dict) and len(target) == 1 and isinstance(next(iter(target.values())), (int, float))
+    if not level and (not isinstance(target, (int, float)) or not 0 < target < 1):
+        raise ScenarioError(f"target must be a number in (0, 1) or a mapping {{metric: level}}, got {target!r}")
+    reference = data.get("reference") or {}
+    if not isinstance(reference, dict) or any(not isinstance(v, list) or len(v) != len(values)
+                                              for v in reference.values()):
+        raise ScenarioError(f"reference must map column names to lists with one value per swept value "
+                            f"({len(values)}), got {reference!r}")
     runs = {}
     for value in values:
         for variant, change in variants.items():
@@ -86,7 +98,8 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None) -> Study:
                 runs[label] = (variant, value, from_dict(raw, overrides, seed))
             except ScenarioError as err:
                 raise ScenarioError(f"compare.{variant}{'' if key is None else f' ({key}={value})'}: {err}") from None
-    return Study(name=str(base.get("name", "study")), sweep_key=key, runs=runs, target=float(target))
+    return Study(name=str(base.get("name", "study")), sweep_key=key, runs=runs, target=target if level else float(target),
+                 reference=reference)
 
 
 def load_study(path) -> Study:
@@ -112,7 +125,8 @@ def run_study(study: Study, out_dir, engine: str = "auto", plots: bool = True, l
             rows.append({"variant": variant, **({study.sweep_key: value} if study.sweep_key else {}),
                          "updates": s["updates"], "simulated_time": s["simulated_time"],
                          "initial_loss": float(res.metrics["loss"].iloc[0]), "final_loss": s["final_loss"],
-                         "stopped_at": s.get("stopped_at"), "staleness_max": s["staleness"]["max"]})
+                         "stopped_at": s.get("stopped_at"), "staleness_max": s["staleness"]["max"],
+                         **_final_accuracy(res.metrics), **_memory_mb(s)})
             log(f"  {label:<28} {s['updates']:>7} updates   time {s['simulated_time']:.6g}   "
                 f"loss {s['final_loss']:.6g}")
         table = pd.DataFrame(rows)
@@ -120,11 +134,13 @@ def run_study(study: Study, out_dir, engine: str = "auto", plots: bool = True, l
         table.to_csv(tmp / "comparison.csv", index=False, float_format="%.10g")
         _wide(table, study).to_csv(tmp / "table.csv", index=False, float_format="%.10g")
         if plots:
-            from .plotting import plot_comparison, plot_images, save_figure
+            from .plotting import plot_accuracy, plot_comparison, plot_images, save_figure
 
             (tmp / "plots").mkdir()
             curves = {label: r.metrics for label, r in results.items()}
             save_figure(plot_comparison(curves, study.name), tmp / "plots" / "comparison.png")
+            if all("test_accuracy" in m for m in curves.values()):
+                save_figure(plot_accuracy(curves, title=study.name), tmp / "plots" / "accuracy.png")
             images = {label: r.problem for label, r in results.items() if getattr(r.problem, "is_image", False)}
             if images:
                 shown = {"original": next(iter(images.values())).target}
@@ -135,7 +151,30 @@ def run_study(study: Study, out_dir, engine: str = "auto", plots: bool = True, l
     return table
 
 
+def _final_accuracy(metrics: pd.DataFrame) -> dict:
+    """The last recorded train and test accuracy, for classification problems."""
+    return {f"final_{c}": float(metrics[c].iloc[-1]) for c in ("train_accuracy", "test_accuracy") if c in metrics}
+
+
+def _memory_mb(summary: dict) -> dict:
+    """Memory per node in MB (1e6 bytes), where the algorithm reports it (``memory_bytes_per_node``): the predicted
+    total, the bytes its arrays hold in the predicted categories, and the held total with the input data."""
+    memory = summary.get("memory_bytes_per_node")
+    if memory is None:
+        return {}
+    held = memory["held"]
+    return {"predicted_mb": memory["predicted"]["total"] / 1e6, "held_mb": (held["total"] - held["input"]) / 1e6,
+            "held_with_input_mb": held["total"] / 1e6}
+
+
 def _times_to_target(table: pd.DataFrame, metrics: list[pd.DataFrame], study: Study) -> list[float]:
+    if isinstance(study.target, dict):
+        (column, level), = study.target.items()
+        for m in metrics:
+            if column not in m:
+                raise ScenarioError(f"target: metric {column!r} is not recorded; recorded: {', '.join(m.columns)}")
+        return [float(m.loc[m[column] >= level, "time"].iloc[0]) if (m[column] >= level).any() else math.nan
+                for m in metrics]
     groups = table[study.sweep_key] if study.sweep_key else pd.Series(0, index=table.index)
     out = []
     for i, m in enumerate(metrics):
@@ -151,13 +190,28 @@ def _wide(table: pd.DataFrame, study: Study) -> pd.DataFrame:
     """One row per swept value, one ``<variant>_time`` column per variant: the seed's table shape."""
     key = study.sweep_key or "run"
     t = table.assign(**({key: 0} if study.sweep_key is None else {}))
-    wide = t.pivot(index=key, columns="variant", values="time_to_target")
-    wide = wide[list(dict.fromkeys(table["variant"]))]
-    wide.columns = [f"{v}_time" for v in wide.columns]
-    return wide.reset_index()
+    variants = list(dict.fromkeys(table["variant"]))
+    order = pd.unique(t[key])  # the swept values in the file's order (pivot sorts them)
+    wide = t.pivot(index=key, columns="variant", values="time_to_target").reindex(order)[variants]
+    columns = {f"{v}_time": wide[v] for v in variants}
+    if key == "cluster.workers":
+        columns.update({f"{v}_speedup": wide[v].iloc[0] / wide[v] for v in variants})
+    for extra in ("predicted_mb", "held_mb", "held_with_input_mb"):
+        if extra in t:
+            pivot = t.pivot(index=key, columns="variant", values=extra).reindex(order)
+            columns.update({f"{v}_{extra}": pivot[v] for v in variants})
+    out = pd.DataFrame(columns).reset_index()
+    for name, published in study.reference.items():
+        out[name] = published
+    return out
 
 
 def format_table(table: pd.DataFrame, study: Study) -> str:
     wide = _wide(table, study)
-    return f"time to target (within {study.target:g} of the gap to the highest final loss), simulated seconds\n" + \
+    if isinstance(study.target, dict):
+        (column, level), = study.target.items()
+        rule = f"first {column} >= {level:g}"
+    else:
+        rule = f"within {study.target:g} of the gap to the highest final loss"
+    return f"time to target ({rule}), simulated seconds\n" + \
         wide.to_string(index=False, float_format=lambda v: f"{v:.6g}")

@@ -317,3 +317,16 @@ def sync_vs_async_speedup(laws: Laws, latency: float = 0.0, *, n: int | None = N
     require(latency >= 0 and math.isfinite(latency), "latency", "must be finite and >= 0", latency)
     async_rate = async_throughput([law.mean + latency for law in workers])
     return async_rate * sync_round_time(workers, latency) / len(workers)
+
+
+def easgd_radius(eta_h: float, alpha: float, p: int) -> float:
+    """Spectral radius of synchronous EASGD's iteration on the quadratic f(x) = h x^2 / 2 without noise, with p
+    identical workers (Zhang, Choromanska and LeCun 2015, section 4 and appendix):
+
+        (x, x~)_{t+1} = M (x, x~)_t,   M = [[1 - eta h - alpha, alpha], [beta, 1 - beta]],   beta = p alpha.
+
+    The iteration converges iff the radius is < 1 and diverges iff it is > 1."""
+    require(p >= 1, "p", "must be >= 1", p)
+    beta = p * alpha
+    M = np.array([[1.0 - eta_h - alpha, alpha], [beta, 1.0 - beta]])
+    return float(np.max(np.abs(np.linalg.eigvals(M))))

@@ -51,7 +51,7 @@ def test_study_runs_every_variant_at_every_swept_value_and_times_the_common_targ
 @pytest.mark.parametrize("change, message", [
     ({"compare": {}}, "compare must map variant names"),
     ({"sweep": {"problem.dim": []}}, "sweep must map one dotted key"),
-    ({"target": 1.5}, "target must be a number in (0, 1), got 1.5"),
+    ({"target": 1.5}, "target must be a number in (0, 1) or a mapping {metric: level}, got 1.5"),
     ({"compare": {"gd": {"algorithm": {"kind": "gd", "lr": -1}}}}, "compare.gd: algorithm.lr must be > 0, got -1"),
 ])
 def test_bad_studies_fail_with_one_line(change, message):
@@ -69,7 +69,7 @@ def test_flops_per_second_times_a_step_by_its_arithmetic():
     assert per_step.factors == pytest.approx((flops / 4 / 1e6, flops / 4 / 2e6))
     gd = asyncsim.Algorithm.registry.get("gd", "algorithm.kind")(lr=0.1)
     cd = asyncsim.Algorithm.registry.get("asyscd", "algorithm.kind")(lr=0.1, blocks=4)
-    assert gd.work(problem) == flops and cd.work(problem) == flops / 4
+    assert gd.work(problem, 2) == flops and cd.work(problem, 2) == flops / 4
 
 
 def test_flops_timing_needs_a_problem_that_counts_flops():

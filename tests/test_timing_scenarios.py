@@ -115,7 +115,7 @@ def test_local_sgd_needs_periodic_with_the_same_local_steps(root):
     base = root / "scenarios" / "protocols" / "periodic.yaml"
     with pytest.raises(ScenarioError, match=r"algorithm.local_steps must equal protocol.local_steps \(4\)"):
         asyncsim.load_scenario(base, overrides=["algorithm.local_steps=2"])
-    with pytest.raises(ScenarioError, match="protocol.kind must be periodic for algorithm local_sgd"):
+    with pytest.raises(ScenarioError, match="protocol.kind must be one of periodic for algorithm local_sgd, got 'async'"):
         asyncsim.load_scenario(base, overrides=["protocol={kind: async}"])
 
 

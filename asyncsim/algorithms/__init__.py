@@ -1,11 +1,15 @@
 """Update rules as pure functions.  Register your own with ``@Algorithm.registry.register("name")``."""
 
+from .admm import ADMMNet
 from .base import Algorithm, ApplyInfo, average
 from .coordinate import AsySCD, BlockGrad
 from .gd import GD
-from .local_sgd import LocalSGD
+from .elastic import EAMSGD, EASGD
+from .local_sgd import Downpour, LocalSGD
 from .seacd import SEACD
 from .sgd import SGD, project
 
 __all__ = ["Algorithm", "ApplyInfo", "LocalSGD", "SGD", "average"]
 __all__ += ["AsySCD", "BlockGrad", "GD", "SEACD", "project"]
+__all__ += ["Downpour", "EAMSGD", "EASGD"]
+__all__ += ["ADMMNet"]

@@ -10,9 +10,15 @@ An algorithm is a frozen dataclass of hyper-parameters with pure methods:
 - ``apply(server_state, messages, info) -> server_state``: the server-side update with the messages of one update,
   in worker order, and ``info`` (an :class:`ApplyInfo`);
 - ``params(server_state) -> x``: the current parameters;
-- optional: ``bind(problem) -> algorithm`` resolves problem-dependent defaults (a step size from L) and checks
-  conditions before a run; ``metrics(server_state) -> dict`` adds columns to the recorded metrics (SEACD's energy);
-  ``finished(server_state)`` ends the run early (a declared local minimum).
+- optional: ``bind(problem, n_workers) -> algorithm`` resolves problem- and cluster-dependent defaults (a step size from L) and checks
+  conditions before a run; ``reply(server_state, worker)``: what the server sends a worker that reads (default: the
+  parameters; EASGD replies with the center its exchange used); ``metrics(server_state) -> dict`` adds columns to
+  the recorded metrics (SEACD's energy); ``finished(server_state)`` ends the run early (a declared local minimum);
+  ``summary(problem, worker_states) -> dict`` adds entries to summary.json (ADMM's memory per node);
+- cost model (for ``cluster.flops_per_second``): ``work(problem, n_workers)`` flops of one worker step,
+  ``message_bytes(problem, n_workers)`` the size of a message (None: 8 bytes per parameter), ``serial_flops(problem)``
+  the flops every node spends after each round's reduction before the next version exists (ADMM's solve);
+- ``protocols``: the protocol kinds the method runs under (None: any).
 
 No method mutates its inputs (the tests pass read-only arrays).  One implementation serves the replay and the real
 execution mode.
@@ -41,6 +47,8 @@ class Algorithm:
     """Base class of algorithms; ``Algorithm.registry`` maps YAML ``kind`` names to algorithms."""
 
     registry = Registry("algorithm")
+    protocols: tuple[str, ...] | None = None
+    """The protocol kinds this algorithm runs under (None: any); checked when a scenario loads."""
 
     def draw(self, problem, rng: np.random.Generator, n_steps: int):
         raise NotImplementedError
@@ -57,15 +65,32 @@ class Algorithm:
     def params(self, server_state) -> np.ndarray:
         raise NotImplementedError
 
-    def bind(self, problem) -> "Algorithm":
-        """This algorithm with problem-dependent defaults resolved; raise ParamError if the problem does not meet
-        a condition the method needs.  Default: unchanged."""
+    def bind(self, problem, n_workers: int | None = None) -> "Algorithm":
+        """This algorithm with problem- and cluster-dependent defaults resolved (``n_workers``: the cluster's
+        workers, when known); raise ParamError if the problem does not meet a condition the method needs.
+        Default: unchanged."""
         return self
 
-    def work(self, problem) -> float:
+    def reply(self, server_state, worker: int):
+        """What the server sends ``worker`` when it reads (the ``snapshot`` its ``local`` gets): the parameters."""
+        return self.params(server_state)
+
+    def work(self, problem, n_workers: int) -> float:
         """The flops of one worker step (for ``cluster.flops_per_second``): by default one full gradient,
         ``problem.grad_flops()``; a minibatch or a coordinate block is a fraction of it."""
         return step_flops(problem)
+
+    def message_bytes(self, problem, n_workers: int) -> int | None:
+        """Bytes of one message on the links (None: the scenario's default, 8 bytes per parameter)."""
+        return None
+
+    def serial_flops(self, problem) -> float:
+        """Flops of the serial step after each round's reduction (default: none)."""
+        return 0.0
+
+    def summary(self, problem, worker_states) -> dict:
+        """Entries added to summary.json at the end of a run (default: none)."""
+        return {}
 
     def metrics(self, server_state) -> dict[str, float]:
         """Extra metrics recorded with the loss (default: none)."""
@@ -94,3 +119,10 @@ def step_flops(problem, fraction: float = 1.0) -> float:
         raise ScenarioError(f"cluster.flops_per_second needs the problem's gradient flops, which problem "
                          f"{type(problem).__name__} does not count; give compute times in seconds instead")
     return fraction * flops
+
+
+def minibatch_flops(problem, batch_size: int) -> float:
+    """The flops of one minibatch gradient: batch_size / n_samples of a full gradient for finite sums (a full
+    gradient otherwise)."""
+    n = getattr(problem, "n_samples", None)
+    return step_flops(problem, 1.0 if n is None else min(1.0, batch_size / n))

@@ -91,7 +91,7 @@ class CoordinateSteps(Algorithm):
         lo, hi = edges[i], edges[i + 1]
         return BlockGrad(i, lo, problem.partial_grad(snapshot, slice(lo, hi))), cursor._replace(steps=cursor.steps + 1)
 
-    def work(self, problem) -> float:
+    def work(self, problem, n_workers) -> float:
         """One block's share of a full gradient's flops, 1 / blocks (blocks differ in size by at most one)."""
         return step_flops(problem, 1.0 / (self.blocks or problem.dim))
 
@@ -140,7 +140,7 @@ class AsySCD(CoordinateSteps):
                     self.gamma)
         self._check_coordinates()
 
-    def bind(self, problem):
+    def bind(self, problem, n_workers=None):
         blocks = self._bound_blocks(problem)
         if self.lr is not None:
             return replace(self, blocks=blocks)

@@ -1,11 +1,11 @@
-"""Local SGD: H local steps per exchange, for the ``periodic`` protocol."""
+"""Local SGD and DOWNPOUR: H local steps per exchange, for the ``periodic`` protocol."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..params import require
-from .base import Algorithm, average
+from .base import Algorithm, average, minibatch_flops
 
 
 @Algorithm.registry.register("local_sgd")
@@ -16,21 +16,28 @@ class LocalSGD(Algorithm):
     average change of the messages of an update:
         x_{k+1} = x_k + (1/m) sum_j (y_H^(j) - x_{r_j}),
     asynchronously (m = 1, each exchange one update) or in synchronous rounds (m = n: periodic averaging).  With
-    H = 1 this is ``sgd`` (up to rounding).  Runs under ``protocol: {kind: periodic, local_steps: H}`` with the same H.
+    H = 1 this is ``sgd`` (up to rounding).  Runs under ``protocol: {kind: periodic, local_steps: H}``;
+    ``local_steps`` defaults to the protocol's H.
     """
 
     lr: float
-    local_steps: int
+    local_steps: int | None = None
     batch_size: int = 32
+
+    protocols = ("periodic",)
 
     def __post_init__(self):
         require(self.lr > 0, "lr", "must be > 0", self.lr)
-        require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
+        require(self.local_steps is None or self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
         require(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
 
     def draw(self, problem, rng, n_steps):
         b = problem.sample_batches(rng, n_steps * self.local_steps, self.batch_size)
         return b.reshape(n_steps, self.local_steps, *b.shape[1:])
+
+    def work(self, problem, n_workers):
+        """One local step, a minibatch gradient (the periodic protocol draws a compute time per local step)."""
+        return minibatch_flops(problem, self.batch_size)
 
     def init(self, x0, n_workers):
         return x0, (None,) * n_workers
@@ -46,3 +53,18 @@ class LocalSGD(Algorithm):
 
     def params(self, server_state):
         return server_state
+
+
+@Algorithm.registry.register("downpour")
+@dataclass(frozen=True, kw_only=True)
+class Downpour(LocalSGD):
+    """DOWNPOUR (Dean et al., "Large scale distributed deep networks", NIPS 2012; in the form of Zhang et al. 2015):
+    every tau = ``local_steps`` steps a worker pushes its accumulated change v = -lr sum_h g(y_h; B_h) and pulls
+    the parameters, x~ <- x~ + v, x^i <- x~, v <- 0.  The master adds the changes of an update (summed, not
+    averaged, in worker order); asynchronously (one push per update) this is ``local_sgd``."""
+
+    def apply(self, server_state, messages, info):
+        total = messages[0]
+        for m in messages[1:]:
+            total = total + m
+        return server_state + total

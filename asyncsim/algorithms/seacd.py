@@ -129,7 +129,7 @@ class SEACD(CoordinateSteps):
         require(self.window is None or self.window >= 1, "window", "must be >= 1", self.window)
         self._check_coordinates()
 
-    def bind(self, problem):
+    def bind(self, problem, n_workers=None):
         L = problem.smoothness if self.L is None else self.L
         require(L is not None, "L", f"must be given: {type(problem).__name__} has no known smoothness constant, "
                 "and SEACD's step and energy need L", None)

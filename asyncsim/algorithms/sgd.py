@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..params import require
-from .base import Algorithm, step_flops, average
+from .base import Algorithm, average, minibatch_flops
 
 
 def check_box(lower: float | None, upper: float | None) -> None:
@@ -59,10 +59,9 @@ class SGD(Algorithm):
     def draw(self, problem, rng, n_steps):
         return problem.sample_batches(rng, n_steps, self.batch_size)
 
-    def work(self, problem) -> float:
+    def work(self, problem, n_workers) -> float:
         """A minibatch's share of a full gradient's flops, batch_size / n_samples, for finite sums."""
-        n = getattr(problem, "n_samples", None)
-        return step_flops(problem, 1.0 if n is None else min(1.0, self.batch_size / n))
+        return minibatch_flops(problem, self.batch_size)
 
     def init(self, x0, n_workers):
         return project(x0, self.lower, self.upper), (None,) * n_workers

@@ -4,6 +4,7 @@ from .base import FiniteSum, Problem, ProblemSpec
 from .factorization import NMF, MatrixFactorization, MatrixFactorizationProblem, NMFProblem
 from .least_squares import LeastSquares, LeastSquaresProblem
 from .logistic import Logistic, LogisticProblem
+from .mlp import MLP, MLPProblem
 from .quadratic import Quadratic, QuadraticProblem
 from .saddle import StrictSaddle, StrictSaddleProblem
 from .sparse import SparseLeastSquares, SparseLeastSquaresProblem, SparseQuadratic, SparseQuadraticProblem
@@ -13,3 +14,4 @@ __all__ = ["FiniteSum", "LeastSquares", "LeastSquaresProblem", "Logistic", "Logi
 __all__ += ["MatrixFactorization", "MatrixFactorizationProblem", "NMF", "NMFProblem", "SparseLeastSquares",
             "SparseLeastSquaresProblem", "SparseQuadratic", "SparseQuadraticProblem"]
 __all__ += ["StrictSaddle", "StrictSaddleProblem"]
+__all__ += ["MLP", "MLPProblem"]

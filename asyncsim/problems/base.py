@@ -5,7 +5,7 @@ is loaded; ``spec.build(rng)`` makes the *problem* (data and methods) from the D
 ``dim``, ``loss(x)``, ``grad(x, batch=None)`` (full gradient when ``batch`` is None), ``partial_grad(x, block, batch)``
 (the gradient restricted to a contiguous block of coordinates), ``sample_batches(rng, n, b)`` (the minibatches of n
 steps, stacked), ``initial_point(rng)``, and, where known, ``optimum``, ``optimal_loss``, ``smoothness`` (L),
-``block_smoothness(bounds)`` (L_i per block) and ``grad_flops()``.  Gradients are checked against finite differences
+``block_smoothness(bounds)`` (L_i per block), ``grad_flops()`` and ``metrics(x)`` (extra recorded columns).  Gradients are checked against finite differences
 in the tests.
 """
 
@@ -57,6 +57,10 @@ class Problem:
         """L_i for the blocks [bounds[i], bounds[i+1]): the Lipschitz constant of grad_i f along block i (Liu and
         Wright 2015), or None when unknown."""
         return None
+
+    def metrics(self, x: np.ndarray) -> dict[str, float]:
+        """Extra metrics recorded with the loss at each recorded version (e.g. accuracies); default none."""
+        return {}
 
     def grad_flops(self) -> float | None:
         """Floating-point operations of one full gradient (for ``cluster.flops_per_second``), or None."""

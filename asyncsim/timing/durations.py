@@ -24,10 +24,14 @@ class Durations:
     ``done(w, s, t)``: when that computation, started at t, finishes (slow phases included); ``uplink(w, s)``,
     ``downlink(w, s)``: latency + bytes / bandwidth (the downlink of step s delivers the parameters step s reads;
     unused for s = 0, since every worker starts at time 0 with version 0); ``service(w, s)``; ``up_at(w, t)`` and
-    ``crash_after(w, t)`` for the failure schedule."""
+    ``crash_after(w, t)`` for the failure schedule; ``serial``: the seconds a round protocol spends between a round's
+    last contribution and its new version (a serial solve every node makes, ADMM's)."""
 
-    def __init__(self, cluster: Cluster, seed: int, message_bytes: int = 0):
+    def __init__(self, cluster: Cluster, seed: int, message_bytes: int = 0, serial: float = 0.0):
+        if not (math.isfinite(serial) and serial >= 0):
+            raise ScenarioError(f"the serial step time must be finite and >= 0, got {serial}")
         self.seed = seed
+        self.serial = serial
         self.workers = cluster.workers
         self.factors = cluster.factors
         self.message_bytes = message_bytes

@@ -6,7 +6,7 @@ own draws (no transient slow phases, no failures): ``Cluster.independent``.  The
 - async: worker w's times are one running sum of its own durations, t_read -> +compute -> t_done -> +uplink ->
   t_arrive = t_apply -> +downlink -> next t_read (``np.cumsum`` adds left to right, the same floating-point sums
   as the SimPy processes), and the global apply order is the sort by (t_apply, worker, step): the Clock's tie rule;
-- sync: round k closes at T_k = max_i (T_{k-1} + downlink + compute + uplink), one vector step per round.
+- sync: round k closes at T_k = max_i (T_{k-1} + downlink + compute + uplink) + serial, one vector step per round.
 
 The draws come from the same keyed blocks as ``Durations``, so the trace is identical to SimPy's, ties included
 (tested on random scenarios with integer times).
@@ -130,7 +130,7 @@ def _sync(cluster: Cluster, times: Durations, K: int) -> Trace:
             np.add(T, down[k], out=read)
         np.add(read, compute[k], out=t_done[k])
         np.add(t_done[k], up[k], out=t_arrive[k])
-        T = t_close[k] = t_arrive[k].max()
+        T = t_close[k] = t_arrive[k].max() + times.serial
     k_col = np.repeat(np.arange(K), n)
     return Trace(n_workers=n, protocol="sync", update=k_col, worker=np.tile(np.arange(n), K), step=k_col,
                  read_version=k_col, round=k_col, status=np.zeros(K * n, np.int64), t_read=t_read.ravel(),

@@ -33,6 +33,8 @@ class Protocol:
     """False for protocols that give their trace without simulating (trace_file, serial_async)."""
     fast = False
     """True for protocols the vectorized fast path reproduces exactly (when the cluster is ``independent``)."""
+    rounds = False
+    """True for synchronous round protocols (every update is one round of contributions on one version)."""
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         sim = Sim(Clock(cluster.workers), cluster, times, n_updates, Log())
@@ -306,13 +308,18 @@ class Periodic(Protocol):
     """Periodic exchange (local SGD, elastic averaging; Stich 2019, Zhang et al. 2015): each worker takes
     ``local_steps`` H local steps (H compute times back to back), then exchanges with the server: asynchronously
     (each exchange is one update) or, with ``synchronous: true``, in rounds with a barrier (each round is one
-    update of n contributions).  Needs an algorithm with local steps (``local_sgd``) and the same H."""
+    update of n contributions).  Needs an algorithm with local steps (``local_sgd``, ``downpour``, ``easgd``,
+    ``eamsgd``) and the same H."""
 
     local_steps: int
     synchronous: bool = False
 
     def __post_init__(self):
         require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
+
+    @property
+    def rounds(self):
+        return self.synchronous
 
     def run(self, sim):
         if self.synchronous:
@@ -325,7 +332,8 @@ class Periodic(Protocol):
     def check(self, algorithm):
         steps = getattr(algorithm, "local_steps", None)
         require(steps == self.local_steps, "algorithm.local_steps",
-                f"must equal protocol.local_steps ({self.local_steps}); use kind: local_sgd", steps)
+                f"must equal protocol.local_steps ({self.local_steps}) (algorithms with local steps: local_sgd, "
+                "downpour, easgd, eamsgd)", steps)
 
 
 ENGINES = ("auto", "simpy", "fast")
@@ -353,15 +361,18 @@ def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") ->
 
 
 def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, message_bytes: int = 0,
-             engine: str = "auto") -> Trace:
+             engine: str = "auto", serial: float = 0.0) -> Trace:
     """Simulate ``n_updates`` updates of ``protocol`` on ``cluster`` with the timing streams of ``seed``.
 
-    ``message_bytes`` sizes the messages for the links' bandwidth; ``engine`` is 'auto' (the vectorized fast path
-    where it is exact, else SimPy), 'simpy' or 'fast'.  Both engines give identical traces.
+    ``message_bytes`` sizes the messages for the links' bandwidth; ``serial`` is the seconds a round protocol adds
+    after each round (a serial solve); ``engine`` is 'auto' (the vectorized fast path where it is exact, else
+    SimPy), 'simpy' or 'fast'.  Both engines give identical traces.
     """
     require(n_updates >= 1, "n_updates", "must be >= 1", n_updates)
+    if serial and not protocol.rounds:
+        raise ScenarioError(f"a serial step after each round needs a round protocol, not {kind(protocol)}")
     used = choose_engine(cluster, protocol, engine)
-    times = Durations(cluster, seed, message_bytes)
+    times = Durations(cluster, seed, message_bytes, serial)
     if used == "fast":
         from .fast import fast_trace
 

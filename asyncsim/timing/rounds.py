@@ -24,7 +24,8 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
     ``keep`` k: close when k contributions have been served (default n: all workers); ``deadline`` D: close at
     round start + D with what has been served by then (or, if nothing has arrived, with the first arrival);
     ``allreduce`` c: no server and no links; the round closes c seconds after the last worker finishes (the ring
-    all-reduce), and the result is on every worker at once.  Failures: a crashed worker's work is lost; when it
+    all-reduce), and the result is on every worker at once.  A round's new version exists ``sim.times.serial``
+    seconds after it closes (a serial step every node makes; 0 by default).  Failures: a crashed worker's work is lost; when it
     rejoins during the round it computes again on the round's version.
     """
     clock, times, log, K = sim.clock, sim.times, sim.log, sim.n_updates
@@ -39,7 +40,7 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
 
     def close_at(t):
         rnd["closing"] = True
-        event = clock.at(t, Phase.APPLY, -1)
+        event = clock.at(t + sim.times.serial, Phase.APPLY, -1)
         event.callbacks.append(close)
 
     def close(event):
@@ -128,6 +129,8 @@ class Sync(Protocol):
     broadcasts version k+1.  Update k is made of n contributions with staleness 0.  The round time is
     max_i (compute_i + latencies_i) plus queueing, so E[round] = H_n / mu for n exponential(mu) workers."""
 
+    rounds = True
+
     fast = True
 
     def run(self, sim):
@@ -141,6 +144,8 @@ class KOfN(Protocol):
     round closes when the first ``k`` contributions have been served; the other n - k are dropped or cancelled and
     every worker starts the next round on the new version.  With no latency the round time is the k-th order
     statistic of the n compute times."""
+
+    rounds = True
 
     k: int
 
@@ -161,6 +166,8 @@ class Deadline(Protocol):
     dropped or cancelled.  If none has arrived by the deadline the round closes with the first that does; if all
     n arrive earlier it closes when they have been served."""
 
+    rounds = True
+
     deadline: float
 
     def __post_init__(self):
@@ -177,6 +184,8 @@ class AllReduce(Protocol):
     all-reduce averages them in 2(n-1)(alpha + m/(n beta)) seconds (Patarasuk and Yuan 2009), and every worker
     holds version k+1.  alpha is ``latency`` (default: the mean of cluster.uplink), beta ``bandwidth`` in bytes/s
     (default: cluster.network.uplink_bandwidth; null is infinite), m the message size."""
+
+    rounds = True
 
     latency: float | None = None
     bandwidth: float | None = None

@@ -1,0 +1,162 @@
+"""Classification data sets read from local files only (never downloaded).
+
+* ``load_digits()``: scikit-learn's bundled 8 x 8 handwritten digits, 1,797 samples of 64 pixels in 0..16 and labels
+  0..9 (the test set of the UCI "Optical Recognition of Handwritten Digits" data, Alpaydin and Kaynak 1998), shipped
+  inside scikit-learn (the optional ``datasets`` extra).
+* ``load_mnist(directory)``: MNIST (LeCun, Bottou, Bengio and Haffner 1998, "Gradient-based learning applied to
+  document recognition", Proc. IEEE 86(11)) from its four IDX files in a local directory.
+* ``read_idx`` / ``write_idx``: the IDX format of the MNIST files (LeCun et al., http://yann.lecun.com/exdb/mnist/):
+  two zero bytes, a type byte (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64), a byte
+  with the number of dimensions, one big-endian uint32 per dimension, then the data, big-endian, row-major.
+
+Errors are one-line :class:`~asyncsim.params.ScenarioError` messages naming the file or the missing package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..params import ScenarioError
+
+IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+             0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+"""IDX type byte -> big-endian numpy dtype."""
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+"""MNIST's four files (each may also be gzipped, with ``.gz`` appended): training images and labels (60,000),
+test images and labels (10,000)."""
+
+DIGITS_SAMPLES = 1797
+"""Samples in scikit-learn's digits."""
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits: X (1797, 64) float64 = pixels / 16 in [0, 1], y (1797,) int64 labels 0..9,
+    both read-only (cached per process).  Needs scikit-learn (``pip install 'asyncsim[datasets]'``); nothing is
+    downloaded."""
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise ScenarioError("problem.data: digits needs scikit-learn, which is not installed; "
+                            "pip install 'asyncsim[datasets]'") from None
+    return _digits(datasets.load_digits)
+
+
+@lru_cache(maxsize=1)
+def _digits(sklearn_digits) -> tuple[np.ndarray, np.ndarray]:
+    bunch = sklearn_digits()
+    X = np.asarray(bunch.data, dtype=np.float64) / 16.0
+    y = np.asarray(bunch.target, dtype=np.int64)
+    return _readonly(X), _readonly(y)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ScenarioError(f"cannot read IDX file {str(path)!r}: {err.strerror or err}") from None
+    if raw[:2] == b"\x1f\x8b":  # gzip, whatever the file is called
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            msg = " ".join(str(err).split())
+            raise ScenarioError(f"IDX file {str(path)!r} is not a valid gzip file ({msg})") from None
+    return raw
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """The array stored in an IDX file (gzipped or not: gzip is recognized by its magic bytes), in native byte
+    order.  A bad magic number, an unknown type byte or a data size that does not match the dimensions raises
+    ScenarioError naming the file."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[:2] != b"\x00\x00":
+        raise ScenarioError(f"IDX file {str(path)!r} has a bad magic number {raw[:4].hex() or 'none'} "
+                            "(expected two zero bytes, a type byte and a dimension count)")
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_TYPES:
+        raise ScenarioError(f"IDX file {str(path)!r} has an unknown type byte 0x{code:02X} (expected one of "
+                            f"{', '.join(f'0x{c:02X}' for c in IDX_TYPES)})")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ScenarioError(f"IDX file {str(path)!r} is truncated: {ndim} dimensions need a {header}-byte header, "
+                            f"found {len(raw)} bytes")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = IDX_TYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        what = "truncated" if len(raw) - header < expected else "longer than its dimensions say"
+        raise ScenarioError(f"IDX file {str(path)!r} is {what}: shape {shape} of {dtype.name} needs {expected} "
+                            f"bytes of data, found {len(raw) - header}")
+    data = np.frombuffer(raw, dtype=dtype, offset=header, count=expected // dtype.itemsize)
+    return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def write_idx(path: str | Path, array) -> Path:
+    """Write ``array`` as an IDX file (gzipped when the name ends with ``.gz``); the inverse of ``read_idx``.
+    Supported dtypes: uint8, int8, int16, int32, float32, float64 (bool is written as uint8)."""
+    path = Path(path)
+    a = np.asarray(array)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8)
+    codes = {dt.newbyteorder("="): code for code, dt in IDX_TYPES.items()}
+    code = codes.get(a.dtype.newbyteorder("="))
+    if code is None:
+        raise ValueError(f"IDX has no type for dtype {a.dtype} (supported: uint8, int8, int16, int32, float32, "
+                         "float64)")
+    if a.ndim > 255 or any(s >= 2**32 for s in a.shape):
+        raise ValueError(f"IDX cannot hold an array of shape {a.shape}")
+    blob = (bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
+            + np.ascontiguousarray(a, dtype=IDX_TYPES[code]).tobytes())
+    path.write_bytes(gzip.compress(blob, mtime=0) if path.name.endswith(".gz") else blob)
+    return path
+
+
+def _find(directory: Path, name: str) -> Path:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise ScenarioError(f"problem.path: MNIST file {name} (or {name}.gz) not found in {str(directory)!r}")
+
+
+def _images_labels(directory: Path, images_name: str, labels_name: str, n: int | None, which: str):
+    images_path, labels_path = _find(directory, images_name), _find(directory, labels_name)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3:
+        raise ScenarioError(f"MNIST file {str(images_path)!r} must hold images (3 dimensions), got shape "
+                            f"{images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ScenarioError(f"MNIST file {str(labels_path)!r} must hold one label per image ({len(images)}), got "
+                            f"shape {labels.shape}")
+    if n is not None:
+        if not 1 <= n <= len(images):
+            raise ScenarioError(f"problem.n_{which} must be in [1, {len(images)}] (the {which} images in "
+                                f"{str(directory)!r}), got {n}")
+        images, labels = images[:n], labels[:n]
+    X = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    return X, labels.astype(np.int64)
+
+
+def load_mnist(directory: str | Path, n_train: int | None = None, n_test: int | None = None):
+    """MNIST from the four IDX files in ``directory`` (``MNIST_FILES``, each plain or ``.gz``):
+    (X_train, y_train, X_test, y_test), images flattened row by row to rows of 784 = 28 x 28 float64 pixels / 255
+    in [0, 1], labels int64; only the first ``n_train`` training and ``n_test`` test images when given.  A missing
+    file raises ScenarioError naming it and the directory; nothing is downloaded."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ScenarioError(f"problem.path: MNIST directory {str(directory)!r} does not exist")
+    X_train, y_train = _images_labels(directory, MNIST_FILES[0], MNIST_FILES[1], n_train, "train")
+    X_test, y_test = _images_labels(directory, MNIST_FILES[2], MNIST_FILES[3], n_test, "test")
+    return X_train, y_train, X_test, y_test
