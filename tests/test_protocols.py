@@ -24,9 +24,7 @@ from asyncsim.timing.trace import Status
 
 APPLIED, DROPPED, CANCELLED, LOST = (int(s) for s in (Status.APPLIED, Status.DROPPED, Status.CANCELLED, Status.LOST))
 COLUMNS = ("update", "worker", "step", "read_version", "round", "status", "t_read", "t_done", "t_arrive", "t_apply")
-DELAYS = Path(__file__).resolve().parents[2] / "shared/data/delays/BCD_sun_MNIST.csv"
-if not DELAYS.is_file():  # the identical copy shipped with the example scenarios
-    DELAYS = Path(__file__).resolve().parents[1] / "scenarios/data/BCD_sun_MNIST.csv"
+DELAYS = Path(__file__).resolve().parents[1] / "scenarios/data/BCD_sun_MNIST.csv"  # measured delays, shipped
 
 
 def harmonic(n):

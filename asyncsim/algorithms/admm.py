@@ -1,8 +1,8 @@
 """ADMM for neural networks without gradients (Taylor, Burmeister, Xu, Singh, Patel and Goldstein, "Training neural
 networks without gradients: a scalable ADMM approach", ICML 2016, arXiv:1605.02026), data parallel with transpose
 reduction (Goldstein, Taylor, Barabin and Sayre, "Unwrapping ADMM: efficient distributed computing via transpose
-reduction", AISTATS 2016, arXiv:1504.02147), as in the seed slides (shared/seeds/001, Haltmeyer, "Training neural
-networks in parallel with ADMM").
+reduction", AISTATS 2016, arXiv:1504.02147), as in the seed slides (Haltmeyer, "Training neural networks in
+parallel with ADMM").
 
 Column convention: a_l has shape (n_l, m) for a shard of m samples, a_0 = X^T.  The network of L layers
 a_l = h(W_l a_{l-1}) (no biases, output z_L = W_L a_{L-1}) is split with z_l = W_l a_{l-1}, a_l = h(z_l) and
@@ -43,6 +43,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from ..params import ParamError, require
+from ..problems.mlp import activate, hinge_cost
 from .base import Algorithm
 
 ACTIVATIONS = ("relu", "hard_sigmoid")
@@ -66,21 +67,6 @@ EIGH_FLOPS = 9
 
 
 # ---------------------------------------------------------------------------------------------------------- rules
-
-
-def activate(z: np.ndarray, activation: str) -> np.ndarray:
-    """h(z) entrywise: relu max(0, z), or hard_sigmoid clip(z, 0, 1) (the seed's discrete sigmoid)."""
-    if activation == "relu":
-        return np.maximum(z, 0.0)
-    if activation == "hard_sigmoid":
-        return np.clip(z, 0.0, 1.0)
-    raise ParamError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-
-
-def hinge_cost(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """C(z, y) entrywise: y max(0, 1 - z) + (1 - y) max(0, z) (Taylor et al. 2016, section 4; the seed's hinge cost),
-    y one-hot (0 or 1)."""
-    return y * np.maximum(0.0, 1.0 - z) + (1.0 - y) * np.maximum(0.0, z)
 
 
 def weight_update(sum_za: np.ndarray, sum_aa: np.ndarray, rcond: float = RCOND) -> np.ndarray:

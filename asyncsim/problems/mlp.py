@@ -43,6 +43,22 @@ DATA = {"digits": (64, 10), "mnist": (784, 10)}
 """Data set -> (input dimension, number of classes)."""
 
 
+def activate(z: np.ndarray, activation: str) -> np.ndarray:
+    """h(z) entrywise: relu max(0, z), tanh, or hard_sigmoid clip(z, 0, 1) (the discrete sigmoid of Taylor et al.)."""
+    if activation == "relu":
+        return np.maximum(z, 0.0)
+    if activation == "tanh":
+        return np.tanh(z)
+    if activation == "hard_sigmoid":
+        return np.clip(z, 0.0, 1.0)
+    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+
+
+def hinge_cost(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """C(z, y) entrywise: y max(0, 1 - z) + (1 - y) max(0, z) with one-hot y (Taylor et al. 2016, section 4)."""
+    return y * np.maximum(0.0, 1.0 - z) + (1.0 - y) * np.maximum(0.0, z)
+
+
 def _frozen(a, dtype) -> np.ndarray:
     """A read-only C-contiguous array of ``dtype``; a view when ``a`` already is one (its own flags untouched)."""
     out = np.ascontiguousarray(a, dtype=dtype)
@@ -129,11 +145,7 @@ class MLPProblem(Problem):
     # network pieces
     def act(self, z: np.ndarray) -> np.ndarray:
         """h(z), the hidden activation."""
-        if self.activation == "relu":
-            return np.maximum(z, 0.0)
-        if self.activation == "tanh":
-            return np.tanh(z)
-        return np.clip(z, 0.0, 1.0)
+        return activate(z, self.activation)
 
     def act_grad(self, z: np.ndarray) -> np.ndarray:
         """h'(z): relu 1[z > 0], tanh 1 - tanh(z)^2, hard_sigmoid 1[0 < z < 1]."""
@@ -169,9 +181,7 @@ class MLPProblem(Problem):
             m = z.max(axis=1, keepdims=True)
             lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
             return lse - z[rows, y]
-        out = np.maximum(z, 0.0)
-        out[rows, y] = np.maximum(1.0 - z[rows, y], 0.0)
-        return out.sum(axis=1)
+        return hinge_cost(z, np.eye(z.shape[1])[y]).sum(axis=1)
 
     def loss_grad(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
         """dC(z_i, y_i)/dz_i per sample (softmax(z) - e_y, or the hinge subgradient, 0 at the kinks)."""
