@@ -101,15 +101,26 @@ class Algorithm:
         return False
 
 
-def average(messages: list[np.ndarray]) -> np.ndarray:
-    """(1/m) sum_j messages[j], summed in the given (worker) order so the result does not depend on arrival order;
-    a single message is returned as is (bit for bit)."""
+def total(messages: list[np.ndarray]) -> np.ndarray:
+    """sum_j messages[j], summed in the given (worker) order so the result does not depend on arrival order; a
+    single message is returned as is (bit for bit)."""
     if len(messages) == 1:
         return messages[0]
-    total = messages[0] + messages[1]
+    out = messages[0] + messages[1]
     for m in messages[2:]:
-        total += m
-    return total / len(messages)
+        out += m
+    return out
+
+
+def average(messages: list[np.ndarray]) -> np.ndarray:
+    """(1/m) sum_j messages[j], summed in worker order (``total``); a single message is returned as is."""
+    return messages[0] if len(messages) == 1 else total(messages) / len(messages)
+
+
+def local_batches(problem, rng, n_steps: int, local_steps: int, batch_size: int) -> np.ndarray:
+    """The minibatches of ``n_steps`` periods of ``local_steps`` local steps each, shape (n_steps, local_steps, ...)."""
+    b = problem.sample_batches(rng, n_steps * local_steps, batch_size)
+    return b.reshape(n_steps, local_steps, *b.shape[1:])
 
 
 def step_flops(problem, fraction: float = 1.0) -> float:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..params import require
-from .base import Algorithm, minibatch_flops
+from .base import Algorithm, local_batches, minibatch_flops, total
 
 
 class ElasticState(NamedTuple):
@@ -78,8 +78,7 @@ class EASGD(Algorithm):
         return replace(self, alpha=self.beta / (n_workers * self.local_steps))
 
     def draw(self, problem, rng, n_steps):
-        b = problem.sample_batches(rng, n_steps * self.local_steps, self.batch_size)
-        return b.reshape(n_steps, self.local_steps, *b.shape[1:])
+        return local_batches(problem, rng, n_steps, self.local_steps, self.batch_size)
 
     def work(self, problem, n_workers):
         """One local step, a minibatch gradient (the periodic protocol draws a compute time per local step)."""
@@ -109,12 +108,9 @@ class EASGD(Algorithm):
     def apply(self, server_state, messages, info):
         """x~_{k+1} = x~_k + sum_j alpha (x^(j) - x~_k), summed in worker order; record x~_k for each worker."""
         center, used = server_state.center, list(server_state.used)
-        total = None
-        for w, x in zip(info.workers, messages):
-            d = self.elastic(x, center)
-            total = d if total is None else total + d
+        for w in info.workers:
             used[w] = center
-        return ElasticState(center + total, tuple(used))
+        return ElasticState(center + total([self.elastic(x, center) for x in messages]), tuple(used))
 
     def reply(self, server_state, worker):
         """The center the worker's last exchange used (the current center before its first exchange)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..params import require
-from .base import Algorithm, average, minibatch_flops
+from .base import Algorithm, average, local_batches, minibatch_flops, total
 
 
 @Algorithm.registry.register("local_sgd")
@@ -32,8 +32,7 @@ class LocalSGD(Algorithm):
         require(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
 
     def draw(self, problem, rng, n_steps):
-        b = problem.sample_batches(rng, n_steps * self.local_steps, self.batch_size)
-        return b.reshape(n_steps, self.local_steps, *b.shape[1:])
+        return local_batches(problem, rng, n_steps, self.local_steps, self.batch_size)
 
     def work(self, problem, n_workers):
         """One local step, a minibatch gradient (the periodic protocol draws a compute time per local step)."""
@@ -64,7 +63,4 @@ class Downpour(LocalSGD):
     averaged, in worker order); asynchronously (one push per update) this is ``local_sgd``."""
 
     def apply(self, server_state, messages, info):
-        total = messages[0]
-        for m in messages[1:]:
-            total = total + m
-        return server_state + total
+        return server_state + total(messages)

@@ -130,7 +130,6 @@ class Sync(Protocol):
     max_i (compute_i + latencies_i) plus queueing, so E[round] = H_n / mu for n exponential(mu) workers."""
 
     rounds = True
-
     fast = True
 
     def run(self, sim):
