@@ -1,6 +1,7 @@
-"""Command line: ``asyncsim run | validate | predict | plot | stability``.
+"""Command line: ``asyncsim run | validate | predict | plot | stability | compare | calibrate``.
 
-User mistakes (bad scenario, missing file, occupied output directory) print one line ``error: ...`` and exit 2.
+User mistakes (bad scenario, missing file, occupied output directory) print one line ``error: ...`` and exit 2; a
+real run that fails (a worker died or raised) prints one line and exits 1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .params import ParamError, ScenarioError, kind
 from .timing.trace import TraceError
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--out", help="result directory (default: results/<scenario name>)")
     _scenario_options(p_run)
     p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p_run.add_argument("--mode", choices=("sim", "real"), default="sim",
+                       help="sim: simulate the timing (default); real: run the update rules on worker processes "
+                            "and record the observed trace (settings in the scenario's real: section)")
     _engine_option(p_run)
 
     p_val = sub.add_parser("validate", help="check a scenario file without running it")
@@ -46,11 +51,29 @@ def main(argv: list[str] | None = None) -> int:
     p_stab.add_argument("--out", default="results/easgd_stability", help="output directory (map.csv, map.png)")
     p_stab.add_argument("--rounds", type=int, default=1000, help="synchronous rounds per run (default 1000)")
 
+    p_cmp = sub.add_parser("compare", help="fidelity report of two result directories (e.g. simulated vs real)")
+    p_cmp.add_argument("a", help="a result directory (the reference, e.g. the simulation)")
+    p_cmp.add_argument("b", help="another result directory (e.g. the real run)")
+    p_cmp.add_argument("--out", help="report directory (default: results/compare/<A>-vs-<B>)")
+    p_cmp.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    p_cal = sub.add_parser("calibrate", help="write a copy of a scenario with timing laws measured on this machine")
+    p_cal.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
+    _scenario_options(p_cal)
+    p_cal.add_argument("--from", dest="source", metavar="RESULT",
+                       help="take the laws from a real run's observed trace (a result directory of --mode real) "
+                            "instead of timing the computation here")
+    p_cal.add_argument("--steps", type=int, default=200, help="steps to time without --from (default 200)")
+    p_cal.add_argument("--out", help="scenario file to write (default: results/<name>-calibrated.yaml)")
+
     args = parser.parse_args(argv)
     try:
         return {"run": _run, "validate": _validate, "predict": _predict, "plot": _plot,
-                "stability": _stability}[args.command](args)
-    except (ScenarioError, ParamError, TraceError, FileExistsError, FileNotFoundError) as err:
+                "stability": _stability, "compare": _compare, "calibrate": _calibrate}[args.command](args)
+    except (ScenarioError, ParamError, TraceError, FileExistsError, FileNotFoundError, ValueError) as err:
+        if type(err).__name__ == "RealRunError":
+            print(f"error: real run: {err}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -122,7 +145,13 @@ def _run(args) -> int:
         return 0
     scenario = _load(args)
     out = Path(args.out) if args.out else Path("results") / scenario.name
-    result = run(scenario, progress=_progress if sys.stderr.isatty() else None, engine=args.engine)
+    progress = _progress if sys.stderr.isatty() else None
+    if args.mode == "real":
+        from .real import run_real
+
+        result = run_real(scenario, progress=progress and (lambda d, t: _progress(d, t, "real run")))
+    else:
+        result = run(scenario, progress=progress, engine=args.engine)
     if sys.stderr.isatty():
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     write_results(result, out, plots=not args.no_plots)
@@ -191,31 +220,88 @@ def _stability(args) -> int:
     return 0
 
 
-def _progress(done: int, total: int) -> None:
-    print(f"\rreplay {100 * done // total:3d}% ({done}/{total} updates)", end="", file=sys.stderr, flush=True)
+def _compare(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .fidelity import compare, default_out, format_report, write_report
+
+    report = compare(args.a, args.b)
+    out = Path(args.out) if args.out else default_out(args.a, args.b)
+    write_report(report, out, plots=not args.no_plots)
+    print(format_report(report))
+    print(f"report in {out}/ (fidelity.csv, summary.json{', plots/' if not args.no_plots else ''})")
+    return 0
+
+
+def _calibrate(args) -> int:
+    import yaml
+
+    from .calibrate import calibrated, check_source, describe, measure, observed
+    from .results import read_results
+
+    scenario = _load(args)
+    if args.source:
+        trace = read_results(args.source)["trace"]
+        check_source(scenario, trace)
+        laws, source = observed(trace), f"the observed trace in {args.source}"
+    else:
+        laws, source = measure(scenario, args.steps), f"{args.steps} timed steps on this machine"
+    data = calibrated(scenario, laws)
+    out = Path(args.out) if args.out else Path("results") / f"{data['name']}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# {scenario.name} with timing laws measured from {source} (asyncsim calibrate)\n"
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
+    tmp.replace(out)
+    print(f"measured from {source} (seconds):")
+    print(describe(laws))
+    print(f"calibrated scenario in {out}")
+    return 0
+
+
+def _progress(done: int, total: int, what: str = "replay") -> None:
+    print(f"\r{what} {100 * done // total:3d}% ({done}/{total} updates)", end="", file=sys.stderr, flush=True)
 
 
 def format_summary(s: dict) -> str:
     """The short table printed after a run."""
     st = s["staleness"]
+    real = s.get("mode") == "real"
     loss = f"{s['final_loss']:.6g}"
     if "final_suboptimality" in s:
         loss += f"   (f - f* = {s['final_suboptimality']:.3g})"
     lines = [
         f"{s['scenario']}  ({s['protocol']}, {s['algorithm']}, {s['workers']} workers, seed {s['seed']})",
         f"  updates          {s['updates']}",
-        f"  simulated time   {s['simulated_time']:.6g} s   ({s['updates_per_second']:.4g} updates/s)",
+        f"  {'wall-clock time ' if real else 'simulated time  '} {s['simulated_time']:.6g} s   "
+        f"({s['updates_per_second']:.4g} updates/s)",
         f"  final loss       {loss}",
         f"  staleness        mean {st['mean']:.3f}   p50 {st['p50']:g}   p99 {st['p99']:g}   max {st['max']}",
         "  unused work      " + "   ".join(f"{k} {v}" for k, v in s.get("unused", {}).items()),
-        f"  engine           {s.get('engine', 'simpy')}",
-    ] + ([f"  stopped          at update {s['stopped_at']} (the algorithm finished: e.g. a declared local minimum)"]
+        f"  engine           {'real processes (' + s['real']['start_method'] + ')' if real else s.get('engine', 'simpy')}",
+    ] + (_real_lines(s) if real else []) + ([f"  stopped          at update {s['stopped_at']} (the algorithm finished: e.g. a declared local minimum)"]
          if s.get("stopped_at") is not None else []) + [
         f"  wall time        {s['wall_time_s']:.2f} s",
     ]
+    if s.get("partial"):
+        lines.append(f"  PARTIAL          {s['updates']} of {s['updates_requested']} updates (stopped by "
+                     f"{s['stopped_by']})")
     if s.get("diverged_at") is not None:
         lines.append(f"  DIVERGED         loss not finite at update {s['diverged_at']}; try a smaller algorithm.lr")
     return "\n".join(lines)
+
+
+def _real_lines(s: dict) -> list[str]:
+    check = s["replay_check"]
+    if check["exact"] is None:
+        verdict = f"final loss {check['replay_final_loss']:.6g} (not exact: {check['reason']})"
+    elif check["exact"]:
+        verdict = "final parameters equal bit for bit"
+    else:
+        verdict = f"MISMATCH, max |difference| {check['max_abs_difference']:.3g}"
+    lost = [f"worker {x['worker']} at update {x['at_update']}" for x in s.get("lost_workers", [])]
+    return [f"  replay check     {verdict}"] + ([f"  lost workers     {', '.join(lost)}"] if lost else [])
 
 
 if __name__ == "__main__":

@@ -210,3 +210,79 @@ def plot_stability_map(frame: pd.DataFrame, title: str = ""):
     fig.suptitle(title or "synchronous EASGD: diverged (red) / converged (blue); radius = 1 (line)")
     fig.tight_layout()
     return fig
+
+
+def plot_fidelity_staleness(tau_a: np.ndarray, tau_b: np.ndarray, labels: tuple[str, str], ks: float | None = None):
+    """The empirical CDFs of two staleness samples overlaid (steps), with the Kolmogorov-Smirnov distance
+    D = sup_x |F_A(x) - F_B(x)| marked where it is reached."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    tau_a, tau_b = np.sort(np.asarray(tau_a)), np.sort(np.asarray(tau_b))
+    x = np.unique(np.concatenate([tau_a, tau_b]))
+    cdfs = [np.searchsorted(t, x, side="right") / len(t) for t in (tau_a, tau_b)]
+    for i, (cdf, label) in enumerate(zip(cdfs, labels)):
+        ax.step(np.concatenate([[x[0] - 1], x]), np.concatenate([[0.0], cdf]), where="post", color=f"C{i}",
+                label=f"{label}: mean {(tau_a, tau_b)[i].mean():.2f}")
+    gap = np.abs(cdfs[0] - cdfs[1])
+    at = int(np.argmax(gap))
+    if gap[at] > 0:
+        ax.vlines(x[at], min(cdfs[0][at], cdfs[1][at]), max(cdfs[0][at], cdfs[1][at]), color="k", lw=2,
+                  label=f"KS D = {gap[at] if ks is None else ks:.3f}")
+    ax.set(xlabel="staleness (updates)", ylabel="fraction of contributions <= x", ylim=(0, 1.02),
+           title="staleness: empirical CDFs")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fidelity_loss(metrics_a: pd.DataFrame, metrics_b: pd.DataFrame, labels: tuple[str, str],
+                       target: float | None = None):
+    """f - f* (when both have it, else f) against time for two runs on one axis, log scale where positive; the
+    common loss target as a dotted line (when plotting f)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sub = "suboptimality" in metrics_a and "suboptimality" in metrics_b
+    column = "suboptimality" if sub else "loss"
+    for i, (m, label) in enumerate(zip((metrics_a, metrics_b), labels)):
+        ax.plot(m["time"], m[column], color=f"C{i}", label=label)
+    if target is not None and not sub and np.isfinite(target):
+        ax.axhline(target, color="k", ls=":", lw=1, label=f"common target {target:.4g}")
+    values = np.concatenate([m[column].to_numpy() for m in (metrics_a, metrics_b)])
+    if np.mean(values > 0) > 0.5:
+        ax.set_yscale("log", nonpositive="mask")
+    ax.set(xlabel="time (s; simulated or wall-clock)", ylabel="f(x) - f*" if sub else "f(x)", title="loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fidelity_shares(shares_a, shares_b, labels: tuple[str, str], throughput: tuple[float, float]):
+    """Per-worker shares of the applied contributions of two runs (bars side by side), and their throughputs
+    (updates per second) in a second panel."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 1]})
+    n = len(shares_a)
+    w = np.arange(n)
+    a.bar(w - 0.2, shares_a, width=0.4, color="C0", label=labels[0])
+    a.bar(w + 0.2, shares_b, width=0.4, color="C1", label=labels[1])
+    a.set(xlabel="worker", ylabel="share of applied contributions", title="worker shares")
+    if n <= 32:
+        a.set_xticks(w)
+    a.legend(fontsize="small")
+    b.bar([0, 1], throughput, color=["C0", "C1"])
+    b.set_xticks([0, 1], ["A", "B"])
+    b.set(ylabel="updates per second",
+          title=f"throughput {throughput[0]:.3g} vs {throughput[1]:.3g} ({throughput[1] / throughput[0] - 1:+.1%})")
+    b.title.set_fontsize("small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fidelity_timeline(trace_a: pd.DataFrame, trace_b: pd.DataFrame, labels: tuple[str, str]):
+    """The timelines of two runs (``plot_timeline``) one above the other, each over its own first contributions."""
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6.5))
+    for ax, trace, label in zip(axes, (trace_a, trace_b), labels):
+        plot_timeline(trace, ax)
+        ax.set_title(label)
+        ax.set_xlabel("time (s; simulated or wall-clock)")
+    fig.tight_layout()
+    return fig

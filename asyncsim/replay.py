@@ -71,24 +71,15 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     patches, mixed = _mixed_read_plan(trace, problem.dim) if trace.inconsistent else ({}, set())
     buffers: dict[int, np.ndarray] = {}
     draws = StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
-    f_star = problem.optimal_loss
 
     state, worker_states = algorithm.init(_frozen(np.array(x0, dtype=np.float64)), trace.n_workers)
     worker_states = list(worker_states)
     in_flight: dict[int, object] = {}
     peak = 0
-    rows: list[tuple] = []
-    extra: list[str] = []
+    recorder = Recorder(problem, algorithm)
 
     def record(version, x):
-        loss = problem.loss(x)
-        row = (version, float(version_time[version]), loss, float(np.linalg.norm(problem.grad(x))))
-        row += (loss - f_star,) if f_star is not None else ()
-        more = problem.metrics(x) | algorithm.metrics(state)
-        if not rows:
-            extra.extend(more)
-        rows.append(row + tuple(float(more[c]) for c in extra))
-        return math.isfinite(loss)
+        return recorder(version, float(version_time[version]), x, state)
 
     def compute(j, snapshot=None):
         w = workers[j]
@@ -129,10 +120,38 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
             if progress is not None and (k + 1) % tick == 0:
                 progress(k + 1, K)
 
-    columns = ["update", "time", "loss", "grad_norm"] + (["suboptimality"] if f_star is not None else []) + extra
-    metrics = pd.DataFrame(rows, columns=columns)
-    return ReplayResult(x=x, metrics=metrics, peak_in_flight=peak, diverged_at=diverged_at, stopped_at=stopped_at,
+    return ReplayResult(x=x, metrics=recorder.frame(), peak_in_flight=peak, diverged_at=diverged_at, stopped_at=stopped_at,
                         algorithm=algorithm, worker_states=tuple(worker_states))
+
+
+class Recorder:
+    """The metric rows of one run: ``recorder(version, time, x, server_state)`` adds update, time, loss, grad_norm,
+    suboptimality f(x) - f* where f* is known, and the problem's and the algorithm's extra metrics; it returns
+    False when the loss is not finite.  ``frame()`` is the DataFrame (metrics.csv).  The replay and the real
+    execution mode both record through it."""
+
+    def __init__(self, problem: Problem, algorithm: Algorithm):
+        self.problem, self.algorithm = problem, algorithm
+        self.f_star = problem.optimal_loss
+        self.rows: list[tuple] = []
+        self.extra: list[str] = []
+
+    def __call__(self, version: int, time: float, x: np.ndarray, server_state) -> bool:
+        problem = self.problem
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = problem.loss(x)
+            row = (version, time, loss, float(np.linalg.norm(problem.grad(x))))
+            row += (loss - self.f_star,) if self.f_star is not None else ()
+            more = problem.metrics(x) | self.algorithm.metrics(server_state)
+        if not self.rows:
+            self.extra.extend(more)
+        self.rows.append(row + tuple(float(more[c]) for c in self.extra))
+        return math.isfinite(loss)
+
+    def frame(self) -> pd.DataFrame:
+        columns = (["update", "time", "loss", "grad_norm"] + (["suboptimality"] if self.f_star is not None else [])
+                   + self.extra)
+        return pd.DataFrame(self.rows, columns=columns)
 
 
 def read_segments(t_read: float, t_read_end: float, first: int, last: int, apply_times: np.ndarray,

@@ -45,10 +45,7 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     problem = scenario.problem.build(generator(seed, Stream.DATA))
     x0 = problem.initial_point(generator(seed, Stream.INIT))
     algorithm = scenario.algorithm.bind(problem, scenario.cluster.workers)
-    cluster, serial = timed_by_work(scenario.cluster, algorithm, problem)
-    message_bytes = scenario.message_bytes
-    if scenario.cluster.network.message_bytes is None:
-        message_bytes = algorithm.message_bytes(problem, cluster.workers) or message_bytes
+    cluster, serial, message_bytes = timing_inputs(scenario, algorithm, problem)
     trace = simulate(cluster, scenario.protocol, scenario.run.updates, seed, message_bytes, engine,
                      serial).validate()
     result = replay(trace, algorithm, problem, x0, seed, scenario.run.record_every, progress)
@@ -61,11 +58,23 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     summary.update(algorithm.summary(problem, result.worker_states))
     if algorithm != scenario.algorithm:
         summary["algorithm_resolved"] = to_plain(algorithm)
+    summary["mode"] = "sim"
     summary["engine"] = used
     summary["predicted"] = overlays(scenario)
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
     return RunResult(scenario=scenario, trace=trace, metrics=result.metrics, summary=summary, x=result.x,
                      problem=problem)
+
+
+def timing_inputs(scenario: Scenario, algorithm, problem):
+    """(cluster with compute times in seconds, serial seconds per round, message bytes): what the timing model
+    needs beyond the seed, with the algorithm's cost model applied (``timed_by_work``) and its message size unless
+    ``cluster.network.message_bytes`` is given."""
+    cluster, serial = timed_by_work(scenario.cluster, algorithm, problem)
+    message_bytes = scenario.message_bytes
+    if scenario.cluster.network.message_bytes is None:
+        message_bytes = algorithm.message_bytes(problem, cluster.workers) or message_bytes
+    return cluster, serial, message_bytes
 
 
 def timed_by_work(cluster, algorithm, problem):

@@ -19,6 +19,7 @@ import yaml
 from .algorithms.base import Algorithm
 from .params import ScenarioError, build_dataclass, kind, relative_to, require, to_plain
 from .problems.base import ProblemSpec
+from .real.spec import RealSpec
 from .timing.cluster import Cluster
 from .timing.protocols import Async, Protocol
 
@@ -41,7 +42,8 @@ class RunSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class Scenario:
-    """A complete experiment: problem, cluster, protocol, algorithm, run length and the root seed."""
+    """A complete experiment: problem, cluster, protocol, algorithm, run length and the root seed; ``real`` says how
+    ``--mode real`` runs it on worker processes (the simulator ignores it)."""
 
     name: str
     seed: int = 0
@@ -50,6 +52,7 @@ class Scenario:
     protocol: Protocol = field(default_factory=Async)
     algorithm: Algorithm
     run: RunSpec
+    real: RealSpec = field(default_factory=RealSpec)
 
     def __post_init__(self):
         require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), "name",
