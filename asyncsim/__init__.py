@@ -17,9 +17,10 @@ from .replay import replay
 from .results import write_results
 from .predict import predict
 from .runner import RunResult, run
+from .real.runner import RealRunError, run_real
 from .scenario import Scenario, load_scenario
 from .timing import Cluster, DelayLaw, Protocol, Trace, simulate
 
-__all__ = ["Algorithm", "Cluster", "DelayLaw", "ParamError", "ProblemSpec", "Protocol", "RunResult", "Scenario",
-           "ScenarioError", "Trace", "__version__", "load_scenario", "predict", "replay", "run", "simulate", "theory",
-           "write_results"]
+__all__ = ["Algorithm", "Cluster", "DelayLaw", "ParamError", "ProblemSpec", "Protocol", "RealRunError", "RunResult",
+           "Scenario", "ScenarioError", "Trace", "__version__", "load_scenario", "predict", "replay", "run", "run_real",
+           "simulate", "theory", "write_results"]

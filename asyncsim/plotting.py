@@ -214,7 +214,8 @@ def plot_stability_map(frame: pd.DataFrame, title: str = ""):
 
 def plot_fidelity_staleness(tau_a: np.ndarray, tau_b: np.ndarray, labels: tuple[str, str], ks: float | None = None):
     """The empirical CDFs of two staleness samples overlaid (steps), with the Kolmogorov-Smirnov distance
-    D = sup_x |F_A(x) - F_B(x)| marked where it is reached."""
+    D = sup_x |F_A(x) - F_B(x)| marked where it is reached; the x axis ends past both 99.5th percentiles (the
+    longest tails are in the table)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     tau_a, tau_b = np.sort(np.asarray(tau_a)), np.sort(np.asarray(tau_b))
     x = np.unique(np.concatenate([tau_a, tau_b]))
@@ -227,8 +228,9 @@ def plot_fidelity_staleness(tau_a: np.ndarray, tau_b: np.ndarray, labels: tuple[
     if gap[at] > 0:
         ax.vlines(x[at], min(cdfs[0][at], cdfs[1][at]), max(cdfs[0][at], cdfs[1][at]), color="k", lw=2,
                   label=f"KS D = {gap[at] if ks is None else ks:.3f}")
+    right = max(np.percentile(tau_a, 99.5), np.percentile(tau_b, 99.5), x[at])
     ax.set(xlabel="staleness (updates)", ylabel="fraction of contributions <= x", ylim=(0, 1.02),
-           title="staleness: empirical CDFs")
+           xlim=(x[0] - 1, 1.1 * right + 1), title="staleness: empirical CDFs")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()

@@ -323,7 +323,10 @@ def _serve(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
                 if k < K:
                     for v in targets:
                         replies[v] = algorithm.reply(state, v)
-                        conns[v].send(k)
+                        try:
+                            conns[v].send(k)
+                        except OSError:  # it died after sending its message
+                            _worker_failed(v, procs[v], conns[v], k, K, spec, alive, outcome)
                 if watch is not None:
                     watch(k, pids)
                 if progress is not None and k % tick == 0:
