@@ -40,7 +40,7 @@ from ..replay import Recorder, replay
 from ..runner import RunResult, summarize
 from ..timing.shared_memory import inconsistent_reads
 from ..timing.trace import Status, Trace
-from .worker import BLAS_ENV, HOGWILD_COLUMNS, WorkerArgs, build, sleep_until, worker_main
+from .worker import BLAS_ENV, HOGWILD_COLUMNS, Waits, WorkerArgs, build, sleep_until, worker_main
 
 PROTOCOLS = ("async", "periodic", "sync", "shared_memory")
 SEGMENT_PREFIX = "asyncsim_"
@@ -103,7 +103,7 @@ def _processes(scenario, hogwild: bool):
     """Create the shared memory segments and start the workers; on exit stop every worker and unlink every
     segment, whatever happened."""
     n, dim, K = scenario.cluster.workers, scenario.problem.dim, scenario.run.updates
-    sizes = ({"x": dim * 8, "counters": 3 * 8, "table": K * len(HOGWILD_COLUMNS) * 8,
+    sizes = ({"x": dim * 8, "counters": 2 * 8, "table": K * len(HOGWILD_COLUMNS) * 8,
               "snapshots": (K // scenario.run.record_every + 1) * (dim + 1) * 8} if hogwild else
              {"replies": n * dim * 8})
     ctx = get_context(scenario.real.start_method)
@@ -115,7 +115,7 @@ def _processes(scenario, hogwild: bool):
         for what, size in sizes.items():
             segments[what] = shared_memory.SharedMemory(name=f"{token}_{what}", create=True, size=max(size, 8))
         if hogwild:
-            _view(segments["counters"], (3,), np.int64)[:] = 0
+            _view(segments["counters"], (2,), np.int64)[:] = 0
             _view(segments["table"], (K, len(HOGWILD_COLUMNS)))[:, -1] = 0.0
         lock = ctx.Lock() if hogwild else None
         names = {what: seg.name for what, seg in segments.items()}
@@ -268,8 +268,6 @@ def _serve(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
     alive = set(range(n))
     t0 = _go(conns, spec)
     if spec.time_scale is not None:
-        from .worker import Waits
-
         waits = Waits(built, spec.time_scale, t0)
     deadline = None if spec.time_limit is None else t0 + spec.time_limit
     clock = time.perf_counter
@@ -348,7 +346,7 @@ def _hogwild(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
     s = built.scenario
     spec, K, every, n, dim = s.real, s.run.updates, s.run.record_every, s.cluster.workers, s.problem.dim
     x = _view(segments["x"], (dim,))
-    counters = _view(segments["counters"], (3,), np.int64)
+    counters = _view(segments["counters"], (2,), np.int64)
     table = _view(segments["table"], (K, len(HOGWILD_COLUMNS)))
     snapshots = _view(segments["snapshots"], (K // every + 1, dim + 1))
     outcome = _Outcome()
@@ -376,7 +374,7 @@ def _hogwild(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
                         item = None
                         procs[w].join(1.0)
                     if item and item[0] == "error":
-                        counters[2] = 1
+                        counters[1] = 1
                         raise RealRunError(f"worker {w} raised {item[1]} at about update {done} of {K}; the run "
                                            f"was stopped and no result was written")
                 if not procs[w].is_alive():
@@ -384,10 +382,10 @@ def _hogwild(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
                     if procs[w].exitcode == 0:
                         alive.discard(w)
                     else:
-                        counters[2] = spec.on_worker_failure == "stop"
+                        counters[1] = spec.on_worker_failure == "stop"
                         _worker_failed(w, procs[w], conns[w], done, K, spec, alive, outcome)
             if deadline is not None and time.perf_counter() >= deadline and alive:
-                counters[2] = 1
+                counters[1] = 1
                 outcome.stopped_by = "time_limit"
                 for w in sorted(alive):
                     procs[w].join(5.0)

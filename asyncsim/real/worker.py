@@ -161,8 +161,17 @@ def _start(built: Built, args: WorkerArgs):
     return t0, (None if scale is None else Waits(built, scale, t0))
 
 
+def _compute(built: Built, waits, draws, w: int, step: int, snapshot: np.ndarray, worker_state):
+    """The algorithm's ``local`` on the parameters read (made read-only), then the emulated compute wait."""
+    snapshot.flags.writeable = False
+    out = built.algorithm.local(snapshot, worker_state, built.problem, draws(w, step))
+    if waits is not None:
+        waits.compute(w, step)
+    return out
+
+
 def _server_loop(built: Built, args: WorkerArgs) -> None:
-    w, conn, problem, algorithm = args.worker, args.conn, built.problem, built.algorithm
+    w, conn = args.worker, args.conn
     n, dim = built.scenario.cluster.workers, built.problem.dim
     shm = shared_memory.SharedMemory(name=args.segments["replies"])
     replies = np.ndarray((n, dim), np.float64, buffer=shm.buf)
@@ -174,11 +183,8 @@ def _server_loop(built: Built, args: WorkerArgs) -> None:
             if waits is not None and step > 0:
                 waits.wait(waits.times.downlink, w, step)
             snapshot = replies[w].copy()
-            snapshot.flags.writeable = False
             t_read = clock() - t0
-            message, worker_state = algorithm.local(snapshot, worker_state, problem, draws(w, step))
-            if waits is not None:
-                waits.compute(w, step)
+            message, worker_state = _compute(built, waits, draws, w, step, snapshot, worker_state)
             t_done = clock() - t0
             if waits is not None:
                 waits.wait(waits.times.uplink, w, step)
@@ -198,13 +204,13 @@ def _hogwild_loop(built: Built, args: WorkerArgs) -> None:
     K = run.updates
     shms = [shared_memory.SharedMemory(name=args.segments[k]) for k in ("x", "counters", "table", "snapshots")]
     x, counters, table, snapshots = (np.ndarray(shape, dtype, buffer=shm.buf) for shm, shape, dtype in zip(
-        shms, [(dim,), (3,), (K, len(HOGWILD_COLUMNS)), (K // run.record_every + 1, dim + 1)],
+        shms, [(dim,), (2,), (K, len(HOGWILD_COLUMNS)), (K // run.record_every + 1, dim + 1)],
         [np.float64, np.int64, np.float64, np.float64]))
     try:
         draws, worker_state = _algorithm_draws(built), built.worker_states[w]
         t0, waits = _start(built, args)
-        buf, step, clock = np.empty(dim), 0, time.perf_counter
-        while not counters[2]:  # counters: [tickets taken, -, stop]
+        step, clock = 0, time.perf_counter
+        while not counters[1]:  # counters: [tickets taken, stop]
             if not args.lock.acquire(timeout=10.0):
                 raise RuntimeError("the ticket lock was not released for 10 s (a worker died holding it)")
             ticket = int(counters[0])
@@ -215,13 +221,9 @@ def _hogwild_loop(built: Built, args: WorkerArgs) -> None:
             t_read = clock() - t0
             if waits is not None and waits.read_time is not None:
                 waits.wait(waits.read_time, w, step)
-            np.copyto(buf, x)
+            snapshot = x.copy()  # the lock-free read
             t_read_end = clock() - t0
-            snapshot = buf.copy()
-            snapshot.flags.writeable = False
-            message, worker_state = algorithm.local(snapshot, worker_state, problem, draws(w, step))
-            if waits is not None:
-                waits.compute(w, step)
+            message, worker_state = _compute(built, waits, draws, w, step, snapshot, worker_state)
             t_done = clock() - t0
             if waits is not None:
                 waits.wait(waits.times.service, w, step)
