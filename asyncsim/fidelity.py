@@ -22,8 +22,10 @@ Verdict: the runs *agree* when all three hold, else they *differ*:
 <= SHARE_TOL (0.05).  Different protocols, algorithms or update counts, and partial runs, are reported as warnings:
 the comparison is then not like for like.
 
-A real run with emulated timing (``real.time_scale`` c in its summary.json) is compared in simulated seconds: its
-times are divided by c, so throughput, phase means and loss against time are on the simulation's clock.
+A real run with emulated timing (``real.time_scale`` c in its summary.json) compared with a simulation of a
+scenario with the same c is compared in simulated seconds: its times are divided by c, so throughput, phase means
+and loss against time are on the simulation's clock.  Against anything else (another real run, a scenario
+calibrated in wall seconds) both keep their own times.
 
 Output: :func:`write_report` writes ``fidelity.csv`` (:func:`report_table`), ``summary.json`` and
 ``plots/{staleness,loss,throughput_shares,timeline}.png``.  The CLI's default output directory is
@@ -39,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy.stats import ks_2samp
 
 from .results import atomic_directory, read_results
@@ -101,11 +104,27 @@ class FidelityReport:
     verdict: str
 
 
-def run_stats(directory) -> RunStats:
-    """Load a result directory (FileNotFoundError if it is not one) and compute its numbers."""
+def emulated_scale(directory, other) -> float | None:
+    """c when ``directory`` is a real run with emulated timing (``real.time_scale`` c) and ``other`` a simulation
+    of a scenario with the same c (so in simulated seconds); else None (both on the same clock, e.g. a scenario
+    calibrated in wall seconds against the real run)."""
+    def summary(d):
+        return json.loads((Path(d) / "summary.json").read_text()) if (Path(d) / "summary.json").is_file() else {}
+
+    mine, theirs = summary(directory), summary(other)
+    c = (mine.get("real") or {}).get("time_scale") if mine.get("mode") == "real" else None
+    if not c or theirs.get("mode", "sim") != "sim" or not (Path(other) / "scenario.yaml").is_file():
+        return None
+    other_real = (yaml.safe_load((Path(other) / "scenario.yaml").read_text()) or {}).get("real") or {}
+    return c if other_real.get("time_scale") == c else None
+
+
+def run_stats(directory, scale: float | None = None) -> RunStats:
+    """Load a result directory (FileNotFoundError if it is not one) and compute its numbers, with its times
+    divided by ``scale`` when given (a real run with emulated timing, see :func:`emulated_scale`)."""
     res = read_results(directory)
-    summary, metrics, trace = res["summary"], res["metrics"], res["trace"]
-    scale = (summary.get("real") or {}).get("time_scale") if summary.get("mode") == "real" else None
+    metrics, trace = res["metrics"], res["trace"]
+    summary = res["summary"]
     if scale:
         trace = replace(trace, **{c: getattr(trace, c) / scale for c in TIME_COLUMNS + ("t_read_end",)})
         metrics = metrics.assign(time=metrics["time"] / scale)
@@ -143,7 +162,7 @@ def time_to_loss(metrics: pd.DataFrame, target: float) -> float:
 
 def compare(a_dir, b_dir) -> FidelityReport:
     """Compare result directory B against A (see the module docstring for the quantities and the verdict)."""
-    a, b = run_stats(a_dir), run_stats(b_dir)
+    a, b = run_stats(a_dir, emulated_scale(a_dir, b_dir)), run_stats(b_dir, emulated_scale(b_dir, a_dir))
     if a.workers != b.workers:
         raise ValueError(f"cannot compare runs with different worker counts: A has {a.workers}, B has {b.workers}")
     ks = ks_2samp(a.trace.used().staleness, b.trace.used().staleness)

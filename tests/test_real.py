@@ -19,6 +19,7 @@ from asyncsim.algorithms.base import Algorithm
 from asyncsim.algorithms.sgd import SGD
 from asyncsim.calibrate import calibrated, observed
 from asyncsim.cli import main
+from asyncsim.fidelity import emulated_scale
 from asyncsim.params import ScenarioError
 from asyncsim.real import RealRunError, run_real
 from asyncsim.replay import replay
@@ -289,6 +290,12 @@ def test_cli_real_run_then_compare_prints_the_table_and_writes_the_plots(clean, 
     assert out.strip().splitlines()[-2].startswith("VERDICT: ")
     summary = json.loads((tmp_path / "q-real" / "summary.json").read_text())
     assert summary["mode"] == "real" and summary["real"]["time_scale"] == 0.005
+    # the real run's times are divided by c against a simulation of the same emulated scenario, not otherwise
+    assert emulated_scale(tmp_path / "q-real", tmp_path / "q-sim") == 0.005
+    assert emulated_scale(tmp_path / "q-sim", tmp_path / "q-real") is None
+    assert main(["calibrate", "--from", str(tmp_path / "q-real"), "--out", str(tmp_path / "cal.yaml"), *short]) == 0
+    assert main(["run", str(tmp_path / "cal.yaml"), "--out", str(tmp_path / "q-cal"), "--no-plots"]) == 0
+    assert emulated_scale(tmp_path / "q-real", tmp_path / "q-cal") is None
     for name in ("staleness", "loss", "throughput_shares"):
         assert (tmp_path / "cmp" / "plots" / f"{name}.png").stat().st_size > 10_000
 
