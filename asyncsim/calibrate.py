@@ -25,7 +25,8 @@ import numpy as np
 
 from .algorithms.base import ApplyInfo
 from .params import ScenarioError, kind
-from .rng import StepDraws, Stream
+from .replay import algorithm_draws
+from .runner import build
 from .timing.trace import Trace
 
 MAX_VALUES = 1000
@@ -36,14 +37,14 @@ def measure(scenario, steps: int = 200) -> dict:
     """Time ``steps`` worker computations (``local`` on the initial parameters with worker 0's draws of steps
     0..steps-1) and as many server applies, in this process with one BLAS thread; return {'compute': seconds,
     'service': seconds} arrays."""
-    from .real.worker import build, pin_blas_threads
+    from .real.worker import pin_blas_threads
 
     if steps < 1:
         raise ScenarioError(f"--steps must be >= 1, got {steps}")
     pin_blas_threads()
     built = build(scenario)
     algorithm, problem = built.algorithm, built.problem
-    draws = StepDraws(scenario.seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
+    draws = algorithm_draws(algorithm, problem, scenario.seed)
     snapshot = algorithm.reply(built.state, 0)
     worker_state, state = built.worker_states[0], built.state
     compute, service = np.empty(steps), np.empty(steps)

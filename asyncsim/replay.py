@@ -70,7 +70,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     version_time = trace.update_times()
     patches, mixed = _mixed_read_plan(trace, problem.dim) if trace.inconsistent else ({}, set())
     buffers: dict[int, np.ndarray] = {}
-    draws = StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
+    draws = algorithm_draws(algorithm, problem, seed)
 
     state, worker_states = algorithm.init(_frozen(np.array(x0, dtype=np.float64)), trace.n_workers)
     worker_states = list(worker_states)
@@ -122,6 +122,12 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
 
     return ReplayResult(x=x, metrics=recorder.frame(), peak_in_flight=peak, diverged_at=diverged_at, stopped_at=stopped_at,
                         algorithm=algorithm, worker_states=tuple(worker_states))
+
+
+def algorithm_draws(algorithm: Algorithm, problem: Problem, seed: int) -> StepDraws:
+    """The algorithm's per-(worker, step) randomness (minibatches, coordinates, ...) from the ALGORITHM stream:
+    the same draws in the replay, in real workers and wherever else a step is computed."""
+    return StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
 
 
 class Recorder:

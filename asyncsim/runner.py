@@ -32,6 +32,30 @@ class RunResult:
     """The problem instance the run solved (data included)."""
 
 
+@dataclass(frozen=True)
+class Built:
+    """What every process rebuilds from the scenario and its seed."""
+
+    scenario: object
+    problem: object
+    x0: np.ndarray
+    algorithm: object
+    state: object
+    worker_states: tuple
+
+
+def build(scenario) -> Built:
+    """Problem from the DATA stream, x_0 from the INIT stream, the algorithm bound to the problem and the cluster,
+    and its initial states: the same in the main process and in every worker."""
+    seed, n = scenario.seed, scenario.cluster.workers
+    problem = scenario.problem.build(generator(seed, Stream.DATA))
+    x0 = np.array(problem.initial_point(generator(seed, Stream.INIT)), dtype=np.float64)
+    x0.flags.writeable = False
+    algorithm = scenario.algorithm.bind(problem, n)
+    state, worker_states = algorithm.init(x0, n)
+    return Built(scenario, problem, x0, algorithm, state, tuple(worker_states))
+
+
 def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, engine: str = "auto") -> RunResult:
     """Simulate the scenario's timing, then replay its algorithm along the trace.
 
@@ -42,9 +66,8 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     start = time.perf_counter()
     seed = scenario.seed
     used = choose_engine(scenario.cluster, scenario.protocol, engine)
-    problem = scenario.problem.build(generator(seed, Stream.DATA))
-    x0 = problem.initial_point(generator(seed, Stream.INIT))
-    algorithm = scenario.algorithm.bind(problem, scenario.cluster.workers)
+    built = build(scenario)
+    problem, x0, algorithm = built.problem, built.x0, built.algorithm
     cluster, serial, message_bytes = timing_inputs(scenario, algorithm, problem)
     trace = simulate(cluster, scenario.protocol, scenario.run.updates, seed, message_bytes, engine,
                      serial).validate()

@@ -30,6 +30,7 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from multiprocessing import connection, get_context, shared_memory
 
 import numpy as np
@@ -37,10 +38,10 @@ import numpy as np
 from ..algorithms.base import ApplyInfo
 from ..params import ScenarioError, kind, to_plain
 from ..replay import Recorder, replay
-from ..runner import RunResult, summarize
+from ..runner import RunResult, build, summarize
 from ..timing.shared_memory import inconsistent_reads
 from ..timing.trace import Status, Trace
-from .worker import BLAS_ENV, HOGWILD_COLUMNS, Waits, WorkerArgs, build, sleep_until, worker_main
+from .worker import BLAS_ENV, HOGWILD_COLUMNS, Waits, WorkerArgs, sleep_until, worker_main
 
 PROTOCOLS = ("async", "periodic", "sync", "shared_memory")
 SEGMENT_PREFIX = "asyncsim_"
@@ -220,17 +221,17 @@ def _await_ready(procs, conns) -> None:
                     raise RealRunError(f"worker {w} {why} while starting; no result was written{hint}")
 
 
+@dataclass
 class _Outcome:
-    """What a real run observed: trace columns, recorded (version, time, server state) points, the final
-    parameters and how the run ended."""
+    """What a real run observed: trace rows (or the hogwild trace), recorded (version, time, server state)
+    points, the final parameters and how the run ended."""
 
-    def __init__(self):
-        self.rows: list[tuple] = []
-        self.points: list[tuple] = []
-        self.x = None
-        self.stopped_by = None
-        self.lost_workers: list[dict] = []
-        self.trace = None
+    rows: list = field(default_factory=list)
+    points: list = field(default_factory=list)
+    x: np.ndarray | None = None
+    stopped_by: str | None = None
+    lost_workers: list = field(default_factory=list)
+    trace: Trace | None = None
 
 
 def _go(conns, spec) -> float:

@@ -2,7 +2,7 @@
 
 A worker gets only plain data: the resolved scenario (``Scenario.to_dict()``), its index, the names of the shared
 memory segments and its end of a pipe.  It rebuilds the problem, x_0 and the algorithm from the scenario and the
-seed (``build``), never from pickled closures, so it runs the same under spawn, fork and forkserver.  Minibatches
+seed (``runner.build``, which the simulator uses too), never from pickled closures, so it runs the same under spawn, fork and forkserver.  Minibatches
 and other algorithm randomness are the ALGORITHM-stream draws of (seed, worker, step), as in the replay.
 
 Two loops:
@@ -29,37 +29,15 @@ from multiprocessing import shared_memory
 import numpy as np
 
 from ..algorithms.base import ApplyInfo
-from ..rng import StepDraws, Stream, generator
+from ..replay import algorithm_draws
+from ..rng import Stream
+from ..runner import Built, build, timing_inputs
 from ..timing.durations import Durations
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
             "NUMEXPR_NUM_THREADS")
 HOGWILD_COLUMNS = ("worker", "step", "t_read", "t_read_end", "t_done", "t_apply", "written")
 """Columns of the shared table of a hogwild run, one row per ticket (``written`` is 1 once the row is complete)."""
-
-
-@dataclass(frozen=True)
-class Built:
-    """What every process rebuilds from the scenario and its seed."""
-
-    scenario: object
-    problem: object
-    x0: np.ndarray
-    algorithm: object
-    state: object
-    worker_states: tuple
-
-
-def build(scenario) -> Built:
-    """Problem from the DATA stream, x_0 from the INIT stream, the algorithm bound to the problem and the cluster,
-    and its initial states: the same in the main process and in every worker."""
-    seed, n = scenario.seed, scenario.cluster.workers
-    problem = scenario.problem.build(generator(seed, Stream.DATA))
-    x0 = np.array(problem.initial_point(generator(seed, Stream.INIT)), dtype=np.float64)
-    x0.flags.writeable = False
-    algorithm = scenario.algorithm.bind(problem, n)
-    state, worker_states = algorithm.init(x0, n)
-    return Built(scenario, problem, x0, algorithm, state, tuple(worker_states))
 
 
 @dataclass(frozen=True)
@@ -104,8 +82,6 @@ class Waits:
     scale, so transient slow phases are entered and left on the wall clock."""
 
     def __init__(self, built: Built, scale: float, t0: float):
-        from ..runner import timing_inputs
-
         s = built.scenario
         cluster, serial, message_bytes = timing_inputs(s, built.algorithm, built.problem)
         self.times = Durations(cluster, s.seed, message_bytes, serial)
@@ -150,11 +126,6 @@ def worker_main(args: WorkerArgs) -> None:
         raise SystemExit(1)
 
 
-def _algorithm_draws(built: Built) -> StepDraws:
-    algorithm, problem = built.algorithm, built.problem
-    return StepDraws(built.scenario.seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
-
-
 def _start(built: Built, args: WorkerArgs):
     """Wait for the main process's ('go', t0, time_scale); return t0 and the Waits (or None)."""
     _, t0, scale = args.conn.recv()
@@ -176,7 +147,7 @@ def _server_loop(built: Built, args: WorkerArgs) -> None:
     shm = shared_memory.SharedMemory(name=args.segments["replies"])
     replies = np.ndarray((n, dim), np.float64, buffer=shm.buf)
     try:
-        draws, worker_state = _algorithm_draws(built), built.worker_states[w]
+        draws, worker_state = algorithm_draws(built.algorithm, built.problem, built.scenario.seed), built.worker_states[w]
         t0, waits = _start(built, args)
         version, step, clock = 0, 0, time.perf_counter
         while True:
@@ -207,7 +178,7 @@ def _hogwild_loop(built: Built, args: WorkerArgs) -> None:
         shms, [(dim,), (2,), (K, len(HOGWILD_COLUMNS)), (K // run.record_every + 1, dim + 1)],
         [np.float64, np.int64, np.float64, np.float64]))
     try:
-        draws, worker_state = _algorithm_draws(built), built.worker_states[w]
+        draws, worker_state = algorithm_draws(built.algorithm, built.problem, built.scenario.seed), built.worker_states[w]
         t0, waits = _start(built, args)
         step, clock = 0, time.perf_counter
         while not counters[1]:  # counters: [tickets taken, stop]
