@@ -1,7 +1,7 @@
-"""Command line: ``asyncsim run | validate | predict | plot | stability | compare | calibrate``.
+"""Command line: ``asyncsim run | validate | predict | plot | stability | compare | calibrate | reproduce``.
 
 User mistakes (bad scenario, missing file, occupied output directory) print one line ``error: ...`` and exit 2; a
-real run that fails (a worker died or raised) prints one line and exits 1.
+real run that fails (a worker died or raised) prints one line and exits 1, and so does a reproduction that FAILs.
 """
 
 from __future__ import annotations
@@ -66,10 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     p_cal.add_argument("--steps", type=int, default=200, help="steps to time without --from (default 200)")
     p_cal.add_argument("--out", help="scenario file to write (default: results/<name>-calibrated.yaml)")
 
+    p_rep = sub.add_parser("reproduce", help="run a named reproduction of a published result: measured against "
+                                             "predicted, then PASS or FAIL with the criterion")
+    p_rep.add_argument("name", nargs="?", help="a reproduction name (see --list) or a reproduction YAML file")
+    p_rep.add_argument("--list", action="store_true", help="list the reproductions with their sources")
+    p_rep.add_argument("--full", action="store_true", help="the full version (default: the quick one, under a minute)")
+    p_rep.add_argument("--out", help="output directory (default: results/reproductions/<name>[-full])")
+    p_rep.add_argument("--no-plots", action="store_true", help="skip the PNG plot")
+
     args = parser.parse_args(argv)
     try:
         return {"run": _run, "validate": _validate, "predict": _predict, "plot": _plot,
-                "stability": _stability, "compare": _compare, "calibrate": _calibrate}[args.command](args)
+                "stability": _stability, "compare": _compare, "calibrate": _calibrate,
+                "reproduce": _reproduce}[args.command](args)
     except (ScenarioError, ParamError, TraceError, FileExistsError, FileNotFoundError, ValueError) as err:
         if type(err).__name__ == "RealRunError":
             print(f"error: real run: {err}", file=sys.stderr)
@@ -79,6 +88,34 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; no result was written", file=sys.stderr)
         return 130
+
+
+def _reproduce(args) -> int:
+    import time
+
+    from .reproduce import available, load, markdown, run_definition, verdict, write_outcome
+
+    if args.list:
+        for r in available():
+            print(f"{r.name:22s} {r.title}\n{'':22s} source: {r.source}")
+        return 0
+    if args.name is None:
+        raise ScenarioError("reproduce needs a NAME (see asyncsim reproduce --list)")
+    definition = load(args.name)
+    out = Path(args.out) if args.out else Path("results") / "reproductions" / (
+        definition.name + ("-full" if args.full else ""))
+    print(f"{definition.name} ({'full' if args.full else 'quick'} version): {definition.title}")
+    print(f"source: {definition.source}")
+    start = time.perf_counter()
+    outcome = run_definition(definition, args.full)
+    write_outcome(definition, outcome, out, args.full, plots=not args.no_plots)
+    print(markdown(outcome.table))
+    for note in outcome.notes:
+        print(note)
+    print(f"results in {out}/ (table.csv, table.md, summary.json{', plot.png' if not args.no_plots else ''}); "
+          f"{time.perf_counter() - start:.1f} s")
+    print(verdict(outcome))
+    return 0 if outcome.passed else EXIT_FAILED
 
 
 def _scenario_options(p: argparse.ArgumentParser) -> None:

@@ -330,3 +330,113 @@ def easgd_radius(eta_h: float, alpha: float, p: int) -> float:
     beta = p * alpha
     M = np.array([[1.0 - eta_h - alpha, alpha], [beta, 1.0 - beta]])
     return float(np.max(np.abs(np.linalg.eigvals(M))))
+
+
+def async_mean_staleness(n: int, ages=None, updates: int | None = None) -> float:
+    """Mean staleness of the asynchronous parameter server with n always-busy workers: n - 1 in the long run, for
+    any compute-time law (Lian et al. 2015 take T proportional to n; Mishchenko et al. 2022, sec. 2).
+
+    Exactly, over the first K = ``updates`` updates: if worker w made c_w >= 1 of them, the last at index l_w, its
+    staleness values sum to l_w - (c_w - 1) (its first update read version 0, each later one the version right
+    after its previous write), so summing over the workers
+
+        mean tau = n - 1 - (1/K) sum_w (K - 1 - l_w),
+
+    with ``ages`` = (K - 1 - l_w)_w the number of updates since each worker's last one.  Without ``ages``, n - 1.
+    """
+    n = _check_n(n)
+    if ages is None:
+        return float(n - 1)
+    ages = np.asarray(ages, dtype=float)
+    require(ages.size == n, "ages", f"must hold one age per worker ({n})", ages.size)
+    require(updates is not None and updates >= 1, "updates", "must be >= 1 with ages", updates)
+    return n - 1 - math.fsum(ages) / updates
+
+
+def delayed_gd_critical_step(tau: int) -> float:
+    """h* = 2 sin(pi / (2 (2 tau + 1))): gradient descent with a constant delay tau on a quadratic,
+    x_{k+1} = x_k - eta lambda x_{k-tau}, is asymptotically stable exactly when h = eta lambda is in (0, h*)
+    (Levin and May, "A note on difference-delay equations", Theoretical Population Biology 9, 178-187, 1976).
+    tau = 0 gives the classical eta lambda < 2; for large tau, h* ~ pi / (2 tau + 1)."""
+    require(_is_int(tau) and tau >= 0, "tau", "must be an integer >= 0", tau)
+    return 2.0 * math.sin(math.pi / (2 * (2 * int(tau) + 1)))
+
+
+def delayed_gd_radius(h: float, tau: int) -> float:
+    """The spectral radius of x_{k+1} = x_k - h x_{k-tau}: the largest |z| over the roots of
+    z^(tau+1) - z^tau + h = 0 (the characteristic polynomial; see :func:`delayed_gd_critical_step`)."""
+    require(_is_int(tau) and tau >= 0, "tau", "must be an integer >= 0", tau)
+    coefficients = np.zeros(int(tau) + 2)
+    coefficients[0] = 1.0
+    coefficients[1] -= 1.0
+    coefficients[-1] += h
+    return float(np.max(np.abs(np.roots(coefficients))))
+
+
+def _sorted_times(taus) -> np.ndarray:
+    t = np.sort(np.asarray(taus, dtype=float).ravel())
+    require(t.size >= 1 and bool(np.all(np.isfinite(t) & (t > 0))), "taus", "must be finite times > 0",
+            t.tolist())
+    return t
+
+
+def optimal_time(taus, L: float, delta: float, eps: float, sigma2: float) -> tuple[float, int]:
+    """(T, m*): the optimal time complexity of parallel stochastic optimization with worker i taking tau_i seconds
+    per stochastic gradient (Tyurin and Richtarik, "Optimal time complexities of parallel stochastic optimization
+    methods under a fixed computation model", NeurIPS 2023, Theorems 6.4 and 7.5), up to its universal constant:
+
+        T = min_{m in 1..n} [ (1/m sum_{i=1}^{m} 1/tau_(i))^{-1} (L Delta / eps + sigma^2 L Delta / (m eps^2)) ],
+
+    for an L-smooth f with f(x_0) - f* <= Delta and gradient noise variance sigma^2, to reach E||grad f||^2 <= eps;
+    tau_(1) <= ... <= tau_(n) are the sorted times and m* the minimizing number of fastest workers.  Rennala SGD
+    and Ringmaster ASGD attain it; the slowest workers beyond m* should not be waited for."""
+    t = _sorted_times(taus)
+    for name, v in (("L", L), ("delta", delta), ("eps", eps)):
+        require(v > 0 and math.isfinite(v), name, "must be finite and > 0", v)
+    require(sigma2 >= 0 and math.isfinite(sigma2), "sigma2", "must be finite and >= 0", sigma2)
+    m = np.arange(1, t.size + 1)
+    values = m / np.cumsum(1.0 / t) * (L * delta / eps) * (1.0 + sigma2 / (m * eps))
+    best = int(np.argmin(values))
+    return float(values[best]), best + 1
+
+
+def minibatch_sgd_time(taus, L: float, delta: float, eps: float, sigma2: float) -> float:
+    """tau_(n) (L Delta / eps + sigma^2 L Delta / (n eps^2)): the time complexity of synchronous minibatch SGD with
+    n workers, up to the same constant as :func:`optimal_time` (Tyurin and Richtarik 2023, sec. 4): every round waits
+    for the slowest worker and averages n gradients.  Its ratio to :func:`optimal_time` grows with
+    tau_(n) / tau_(1)."""
+    t = _sorted_times(taus)
+    n = t.size
+    optimal_time(t, L, delta, eps, sigma2)  # validates the constants
+    return float(t[-1] * (L * delta / eps) * (1.0 + sigma2 / (n * eps)))
+
+
+def heavy_ball_trajectory(grad, y0, eta: float, n: int, steps: int) -> np.ndarray:
+    """y_0 .. y_steps of the momentum recursion that asynchrony implies (Mitliagkas, Zhang, Hadjis and Re,
+    "Asynchrony begets momentum, with an application to deep learning", Allerton 2016):
+
+        y_1 = y_0 - eta grad f(y_0),
+        y_{k+1} = y_k + (1 - 1/n) (y_k - y_{k-1}) - (eta / n) grad f(y_k).
+
+    With n always-busy workers, exponential compute times and no latency, the worker of each update is uniform and
+    independent of the past, so the staleness is geometric (:func:`staleness_pmf`) and, for a linear gradient,
+    E[x_k] follows this recursion exactly: the implicit momentum is 1 - 1/n and the effective step eta / n.
+    ``grad`` maps y to grad f(y); rows of the result are y_k."""
+    n = _check_n(n)
+    require(_is_int(steps) and steps >= 0, "steps", "must be an integer >= 0", steps)
+    y = np.empty((steps + 1, np.size(y0)))
+    y[0] = y0
+    if steps:
+        y[1] = y[0] - eta * grad(y[0])
+    for k in range(1, steps):
+        y[k + 1] = y[k] + (1.0 - 1.0 / n) * (y[k] - y[k - 1]) - (eta / n) * grad(y[k])
+    return y
+
+
+def asysg_linear_speedup_workers(K: int, c: float = 0.25) -> float:
+    """c sqrt(K): the number of workers up to which AsySG keeps its linear speedup for K updates (Lian et al.,
+    "Asynchronous parallel stochastic gradient for nonconvex optimization", NeurIPS 2015, Corollaries 2 and 4: the
+    rate O(1/sqrt(M K)) holds while the staleness bound T, about the number of workers, is O(sqrt(K)))."""
+    require(_is_int(K) and K >= 1, "K", "must be an integer >= 1", K)
+    require(c > 0, "c", "must be > 0", c)
+    return c * math.sqrt(K)

@@ -3,6 +3,7 @@
 from .admm import ADMMNet
 from .base import Algorithm, ApplyInfo, average
 from .coordinate import AsySCD, BlockGrad
+from .delay import AsySG, DelayAdaptive, Koloskova, MinibatchSGD, RennalaSGD, RingmasterASGD
 from .gd import GD
 from .elastic import EAMSGD, EASGD
 from .local_sgd import Downpour, LocalSGD
@@ -13,3 +14,4 @@ __all__ = ["Algorithm", "ApplyInfo", "LocalSGD", "SGD", "average"]
 __all__ += ["AsySCD", "BlockGrad", "GD", "SEACD", "project"]
 __all__ += ["Downpour", "EAMSGD", "EASGD"]
 __all__ += ["ADMMNet"]
+__all__ += ["AsySG", "DelayAdaptive", "Koloskova", "MinibatchSGD", "RennalaSGD", "RingmasterASGD"]

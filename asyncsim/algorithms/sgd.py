@@ -69,8 +69,16 @@ class SGD(Algorithm):
     def local(self, snapshot, worker_state, problem, draw):
         return problem.grad(snapshot, draw), worker_state
 
+    def step(self, info) -> float:
+        """The step of this update (``info``: :class:`ApplyInfo`): the constant ``lr``.  Delay-aware variants
+        (``algorithms.delay``) override this one rule; a step of 0 drops the update's gradients."""
+        return self.lr
+
     def apply(self, server_state, messages, info):
-        return descent_step(server_state, self.lr, messages, self.lower, self.upper)
+        lr = self.step(info)
+        if lr == 0:
+            return server_state
+        return descent_step(server_state, lr, messages, self.lower, self.upper)
 
     def params(self, server_state):
         return server_state

@@ -1,0 +1,1 @@
+"""Placeholder: this reproduction is being written."""
