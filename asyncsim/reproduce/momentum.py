@@ -10,7 +10,6 @@ import pandas as pd
 
 from ..algorithms.sgd import SGD
 from ..params import require
-from ..problems.quadratic import QuadraticProblem
 from ..replay import replay
 from ..theory import heavy_ball_trajectory
 from ..timing.cluster import Cluster
