@@ -39,13 +39,16 @@ class DelayAdaptiveVsMinibatch(Reproduction):
     ``DelayAdaptive`` (eta_k = eta n / max(n, tau_k)) on ``Async``, ``MinibatchSGD`` on ``Sync``, and, reported
     alongside, constant-step async ``SGD`` at the step tuned for s = 1 and ``Koloskova`` tuned per s.
 
-    Mishchenko et al. ("Asynchronous SGD beats minibatch SGD under arbitrary delays", NeurIPS 2022, Theorems 1-2
-    and sec. 5) show delay-adaptive async SGD needs about as many gradients as with no straggler, so its time scales
-    with the inverse throughput 1 / sum_i (1 / E[X_i]) (``theory.async_throughput``), while minibatch SGD's rounds
-    each take E[max_i X_i] (``theory.sync_round_time``), which grows with s.  The ``predicted_time`` column scales
-    each method's measured time at s = 1 by these laws.  PASS: delay-adaptive's time <= minibatch's at every s, its
-    gradient count varies by at most ``gradient_spread`` across s, and minibatch's time grows at least
-    ``minibatch_growth`` times from s = 1 to s = 100."""
+    Mishchenko et al. ("Asynchronous SGD beats minibatch SGD under arbitrary delays", NeurIPS 2022) show that
+    delay-adaptive async SGD's guarantee depends on n and not on the delays: it needs about as many gradients as
+    with no straggler, so its time scales with the inverse throughput 1 / sum_i (1 / E[X_i]) (``theory.async_throughput``), while minibatch SGD's rounds
+    each take E[max_i X_i] (``theory.sync_round_time``), which grows with s.  So ``predicted_time`` = (gradients
+    measured at s = 1) x (seconds per gradient at s: 1 / throughput async, E[round] / n minibatch), reported, not
+    judged.  ``end_suboptimality_vs_target`` (median f - f* over the last tenth of the budget / target, < 1) shows
+    the target lies above the tuned run's noise floor.  PASS: every delay-adaptive and minibatch run reaches the
+    target, delay-adaptive's time <= minibatch's at every s, its gradient count varies by at most
+    ``gradient_spread`` across s, and minibatch SGD's time grows at least ``minibatch_growth`` times from s = 1 to
+    s = 100."""
 
     problem: LeastSquares
     workers: int = 10
@@ -134,7 +137,8 @@ class DelayAdaptiveVsMinibatch(Reproduction):
         mb = crit[crit["method"] == "minibatch_sgd"].set_index("slowdown")
         reached = bool(np.isfinite(crit["time_to_target"]).all())
         ratio = da["time_vs_minibatch"]
-        spread = float(da["gradients_to_target"].max() / da["gradients_to_target"].min())
+        grads = da["gradients_to_target"]
+        spread = float(grads.max() / grads.min()) if np.isfinite(grads).all() else np.inf
         growth = float(mb.at[100.0, "time_to_target"] / mb.at[1.0, "time_to_target"])
         passed = bool(reached and ratio.max() <= 1.0 and spread <= self.gradient_spread
                       and growth >= self.minibatch_growth)

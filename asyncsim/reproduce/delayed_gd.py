@@ -28,18 +28,21 @@ class _Coordinates(QuadraticProblem):
 
 def growth_rates(taus_trace, h: np.ndarray, updates: int, seed: int, records: int = 400) -> np.ndarray:
     """Per-update log growth rate of x_{k+1} = x_k - h x_{k - tau_k} along a trace, for each h (gradient descent,
-    lr = 1, on ``_Coordinates``), from x_0 = 1: log(rms of the last quarter of the recorded iterates / rms of the
-    second quarter) divided by the updates between the quarters' centres.  Positive: the iteration grows."""
+    lr = 1, on ``_Coordinates``): log(rms of the last quarter of the recorded iterates / rms of the second quarter)
+    divided by the updates between the quarters' centres.  Positive: the iteration grows.  The iteration is linear,
+    so the scale of x_0 does not matter: x_0 = 1e-150 keeps growing iterates (and their squares, in the loss)
+    finite for growth factors up to e^300, and decaying ones normal for decay factors down to e^-300."""
     problem = _Coordinates(np.diag(h), np.zeros(len(h)), noise=0.0)
     every = max(1, updates // records)
-    result = replay(taus_trace, GD(lr=1.0), problem, np.ones(len(h)), seed, record_every=every)
+    result = replay(taus_trace, GD(lr=1.0), problem, np.full(len(h), 1e-150), seed, record_every=every)
     frame = result.metrics
     require(result.diverged_at is None, "updates", "must keep the iterates finite (fewer updates)", updates)
     x = frame[[f"x{j}" for j in range(len(h))]].to_numpy()
     quarter = len(x) // 4
     early, late = x[quarter:2 * quarter], x[-quarter:]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(np.sqrt(np.mean(late ** 2, axis=0))) - np.log(np.sqrt(np.mean(early ** 2, axis=0)))
+    ratio[np.isnan(ratio)] = -np.inf  # decayed to zero in both quarters
     span = frame["update"].to_numpy()[-quarter:].mean() - frame["update"].to_numpy()[quarter:2 * quarter].mean()
     return ratio / span
 

@@ -63,7 +63,9 @@ class AsySGSpeedup(Reproduction):
     speedup T(1) / T(n).  Predicted (Lian, Huang, Li and Liu, "Asynchronous parallel stochastic gradient for
     nonconvex optimization", NeurIPS 2015, Corollaries 2 and 4): linear speedup while the staleness bound (about n)
     is O(sqrt(K)); required: iteration speedup >= ``fraction`` n for every n < c sqrt(K(1)), c = ``regime``
-    (asysg_linear_speedup_workers).  The paper's tables (``published_*``) are shown alongside, not compared."""
+    (asysg_linear_speedup_workers).  The paper's tables (``published_*``) are shown alongside, not compared.
+    (In the transient of a quadratic a stale gradient, taken further from x*, is slightly larger, so K(n) may fall
+    a little below K(1): a speedup slightly above n is real, not noise.)"""
 
     problem: ProblemSpec
     lr: float
