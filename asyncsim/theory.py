@@ -100,25 +100,31 @@ def _survival_of_kth(laws: tuple[DelayLaw, ...], k: int):
     return surv
 
 
-def _median_point(surv) -> float:
-    """inf {x : surv(x) <= 1/2}, to within a relative 1e-12 (the scale of the integrand)."""
-    if surv(0.0) <= 0.5:
+def _level_point(surv, level: float) -> float:
+    """inf {x : surv(x) <= level}, to within a relative 1e-12 (where the integrand changes on its own scale)."""
+    if surv(0.0) <= level:
         return 0.0
     lo, hi = 1.0, 1.0
-    while surv(hi) > 0.5 and hi < 1e300:
+    while surv(hi) > level and hi < 1e300:
         lo, hi = hi, hi * 2.0
-    while surv(lo) <= 0.5 and lo > 1e-300:
+    while surv(lo) <= level and lo > 1e-300:
         lo, hi = lo / 2.0, lo
     while hi - lo > 1e-12 * hi:
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if surv(mid) > 0.5 else (lo, mid)
+        lo, hi = (mid, hi) if surv(mid) > level else (lo, mid)
     return hi
 
 
+LEVELS = (1 - 1e-6, 0.5, 1e-3, 1e-6)
+"""Levels of P(X_(k) > x) at which the integral is split: the bulk and the start of the tail get pieces of their
+own, so that a survival function that falls steeply (the maximum of many workers) or ends at a support edge
+(uniform) is integrated as accurately as a smooth one."""
+
+
 def _integrate_survival(surv, laws: tuple[DelayLaw, ...]) -> float:
-    """int_0^inf surv(x) dx, split at the laws' atoms (where surv jumps) and at the median of X_(k); the last piece
-    runs to infinity in units of that scale."""
-    points = {0.0, _median_point(surv)}
+    """int_0^inf surv(x) dx, split at the laws' atoms (where surv jumps) and where surv crosses the ``LEVELS``; the
+    last piece runs to infinity in units of that scale."""
+    points = {0.0} | {_level_point(surv, level) for level in LEVELS}
     for law in dict.fromkeys(laws):
         points.update(a for a in law.atoms() if math.isfinite(a) and a >= 0)
     points = sorted(points)

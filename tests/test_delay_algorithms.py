@@ -133,3 +133,11 @@ def test_finite_k_staleness_identity_is_exact_on_a_straggling_cluster():
     assert abs(trace.staleness.mean() - 5) > 0.01  # the finite-K correction is visible here
     assert theory.asysg_linear_speedup_workers(16384) == 32.0
     assert math.isclose(theory.asysg_linear_speedup_workers(100, c=1.0), 10.0)
+
+
+def test_readme_documents_every_new_algorithm_kind():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name in ("asysg", "delay_adaptive", "koloskova", "rennala_sgd", "ringmaster_asgd", "minibatch_sgd"):
+        assert f"| `{name}` |" in readme, name

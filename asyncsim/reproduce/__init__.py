@@ -136,6 +136,23 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def span(values) -> str:
+    """Integers as ``a..b`` when they are consecutive (more than two), else listed: for criterion lines."""
+    v = sorted(values)
+    return f"{v[0]}..{v[-1]}" if len(v) > 2 and v == list(range(v[0], v[-1] + 1)) else ", ".join(map(str, v))
+
+
+def describe(obj) -> str:
+    """A dataclass's parameters on one short line, e.g. ``base exponential(mean 1.0), p 0.05, slowdown 20.0``."""
+    def value(v):
+        return f"{v['kind']}({fields(v)})" if isinstance(v, dict) else str(v)
+
+    def fields(d):
+        return ", ".join(f"{k} {value(v)}" for k, v in d.items() if k != "kind")
+
+    return fields(to_plain(obj))
+
+
 def verdict(outcome: Outcome) -> str:
     """The last line printed: ``PASS: criterion`` or ``FAIL: criterion``."""
     return f"{'PASS' if outcome.passed else 'FAIL'}: {outcome.criterion}"

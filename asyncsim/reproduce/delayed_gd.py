@@ -16,7 +16,7 @@ from ..theory import delayed_gd_critical_step
 from ..timing.cluster import Cluster
 from ..timing.laws import Constant
 from ..timing.protocols import Async, simulate
-from . import Outcome, Reproduction
+from . import Outcome, Reproduction, span
 
 
 class _Coordinates(QuadraticProblem):
@@ -120,7 +120,7 @@ class DelayedGDStability(Reproduction):
         passed = bool(ok_delay and np.all(np.isfinite(errors)) and np.all(errors <= self.tolerance))
         missing = int(np.isnan(errors).sum())
         criterion = (f"measured critical step eta lambda within {self.tolerance:.0%} of 2 sin(pi / (2 (2 tau + 1))) "
-                     f"for tau = {_span(self.taus)} (worst {errors[worst]:.3%} at tau = {table['tau'][worst]}"
+                     f"for tau = {span(self.taus)} (worst {errors[worst]:.3%} at tau = {table['tau'][worst]}"
                      f"{f'; {missing} not bracketed' if missing else ''}{'' if ok_delay else '; delay not constant'})")
         return Outcome(table, passed, criterion)
 
@@ -150,9 +150,3 @@ class DelayedGDStability(Reproduction):
         fig.tight_layout()
         return fig
 
-
-def _span(taus) -> str:
-    taus = sorted(taus)
-    if taus == list(range(taus[0], taus[-1] + 1)) and len(taus) > 2:
-        return f"{taus[0]}..{taus[-1]}"
-    return ", ".join(map(str, taus))

@@ -15,7 +15,7 @@ from ..theory import heavy_ball_trajectory
 from ..timing.cluster import Cluster
 from ..timing.laws import Exponential
 from ..timing.protocols import Async, simulate
-from . import Outcome, Reproduction
+from . import Outcome, Reproduction, span
 from .delayed_gd import _Coordinates
 
 
@@ -96,7 +96,7 @@ class AsyncMomentum(Reproduction):
         closer = bool(np.all(errors < table["relative_error_no_momentum"].to_numpy()))
         passed = bool(np.all(errors <= self.tolerance)) and closer
         criterion = (f"mean async-SGD trajectory within {self.tolerance:.0%} relative L2 of the heavy-ball recursion "
-                     f"with momentum 1 - 1/n for n = {_span(self.workers)} (worst {errors[worst]:.2%} at n = "
+                     f"with momentum 1 - 1/n for n = {span(self.workers)} (worst {errors[worst]:.2%} at n = "
                      f"{table['workers'][worst]}), and closer to it than to GD without momentum "
                      f"({'every n' if closer else 'not for every n'})")
         return Outcome(table, passed, criterion, extra={"curves": curves})
@@ -132,7 +132,3 @@ class AsyncMomentum(Reproduction):
         fig.tight_layout()
         return fig
 
-
-def _span(values) -> str:
-    v = sorted(values)
-    return f"{v[0]}..{v[-1]}" if v == list(range(v[0], v[-1] + 1)) and len(v) > 2 else ", ".join(map(str, v))

@@ -4,12 +4,10 @@ sum_i 1 / E[cycle_i] (``theory.sync_round_time``, ``theory.async_throughput``)."
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.integrate import IntegrationWarning
 
 from ..params import kind, require
 from ..predict import cycle_means, latency, worker_laws
@@ -18,8 +16,7 @@ from ..timing.cluster import Cluster
 from ..timing.laws import Constant, DelayLaw
 from ..timing.protocols import Async, simulate
 from ..timing.rounds import Sync
-from . import Outcome, Reproduction
-from .staleness import _describe
+from . import Outcome, Reproduction, describe
 
 
 @Reproduction.registry.register("order_statistics")
@@ -39,8 +36,7 @@ class OrderStatistics(Reproduction):
     Each measurement is judged by its z-score (measured - predicted) / standard error: rounds are independent, and
     the throughput's error follows from the renewal central limit theorem, Var N_i(T) ~ T var(cycle_i) /
     E[cycle_i]^3, with each worker's cycles measured in the trace.  PASS when every |z| is at most ``z_max`` and
-    every relative error at most ``tolerance`` (which must allow for the noise of the chosen run lengths).  Quadrature warnings of the numerical forms are silenced: the
-    z-scores check their accuracy."""
+    every relative error at most ``tolerance`` (which must allow for the noise of the chosen run lengths)."""
 
     laws: tuple[DelayLaw, ...]
     workers: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -72,15 +68,13 @@ class OrderStatistics(Reproduction):
                               downlink=Constant(value=self.downlink))
             laws, lat = worker_laws(cluster), latency(cluster, 0)
             rounds = np.diff(simulate(cluster, Sync(), self.rounds, seed).update_times()[1:])  # round 0: no downlink
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", IntegrationWarning)
-                predicted = sync_round_time(laws, lat)
+            predicted = sync_round_time(laws, lat)
             z = (rounds.mean() - predicted) / (rounds.std(ddof=1) / np.sqrt(len(rounds)))
-            rows.append((kind(law), _describe(law), profile, n, "sync round time (s)", predicted, rounds.mean(), z))
+            rows.append((kind(law), describe(law), profile, n, "sync round time (s)", predicted, rounds.mean(), z))
             trace = simulate(cluster, Async(), self.updates, seed)
             T = trace.t_apply[-1]
             predicted = async_throughput(cycle_means(cluster, 0))
-            rows.append((kind(law), _describe(law), profile, n, "async throughput (updates/s)", predicted,
+            rows.append((kind(law), describe(law), profile, n, "async throughput (updates/s)", predicted,
                          trace.n_updates / T, (trace.n_updates / T - predicted) / _rate_error(trace, T)))
         table = pd.DataFrame(rows, columns=["law", "parameters", "profile", "workers", "quantity", "predicted",
                                             "measured", "z"])

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..params import kind, require, to_plain
+from ..params import kind, require
 from ..theory import async_mean_staleness, staleness_cdf, staleness_pmf
 from ..timing.cluster import Cluster
 from ..timing.laws import Constant, DelayLaw, Exponential
 from ..timing.protocols import Async, simulate
-from . import Outcome, Reproduction
+from . import Outcome, Reproduction, describe
 
 
 @Reproduction.registry.register("staleness_identity")
@@ -59,7 +59,7 @@ class StalenessIdentity(Reproduction):
                 values, counts = np.unique(tau, return_counts=True)
                 ks = float(np.max(np.abs(np.cumsum(counts) / K - staleness_cdf(n, values))))
                 histograms[n] = (values, counts / K)
-            rows.append((kind(law), _describe(law), latency, n, K, float(tau.mean()), async_mean_staleness(n), exact, ks))
+            rows.append((kind(law), describe(law), latency, n, K, float(tau.mean()), async_mean_staleness(n), exact, ks))
         table = pd.DataFrame(rows, columns=["law", "parameters", "latency", "workers", "updates", "measured_mean",
                                             "predicted_mean", "finite_K_identity", "ks_to_geometric"])
         table["relative_error"] = (table["measured_mean"] - table["predicted_mean"]).abs() / \
@@ -103,13 +103,3 @@ class StalenessIdentity(Reproduction):
         fig.tight_layout()
         return fig
 
-
-def _describe(law) -> str:
-    """A law's parameters in one short line, e.g. ``base exponential(mean 1.0), p 0.05, slowdown 20.0``."""
-    def value(v):
-        return f"{v['kind']}({_describe_plain(v)})" if isinstance(v, dict) else str(v)
-
-    def _describe_plain(d):
-        return ", ".join(f"{k} {value(v)}" for k, v in d.items() if k != "kind")
-
-    return _describe_plain(to_plain(law))
