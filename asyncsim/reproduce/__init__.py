@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -134,6 +135,15 @@ def markdown(table: pd.DataFrame) -> str:
     rows = [[cell(v) for v in row] for row in table.itertuples(index=False)]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def first_hit(metrics: pd.DataFrame, values, threshold: float) -> tuple[int, float] | None:
+    """(update, simulated time) of the first recorded version whose ``values`` (one per row of ``metrics``, e.g.
+    its suboptimality) are <= ``threshold``, or None if no row reaches it: the time to a target."""
+    hit = np.flatnonzero(np.asarray(values) <= threshold)
+    if hit.size == 0:
+        return None
+    return int(metrics["update"].iat[hit[0]]), float(metrics["time"].iat[hit[0]])
 
 
 def span(values) -> str:

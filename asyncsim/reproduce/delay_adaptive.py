@@ -20,7 +20,7 @@ from ..timing.cluster import Cluster, Straggler
 from ..timing.laws import DelayLaw
 from ..timing.protocols import Async, simulate
 from ..timing.rounds import Sync
-from . import Outcome, Reproduction
+from . import Outcome, Reproduction, first_hit
 
 # method -> (algorithm class, protocol, role); the first two decide PASS, the others are reported alongside
 METHODS = {"delay_adaptive": (DelayAdaptive, Async, "criterion"), "minibatch_sgd": (MinibatchSGD, Sync, "criterion"),
@@ -124,10 +124,10 @@ class DelayAdaptiveVsMinibatch(Reproduction):
             m = replay(trace, cls(lr=c / L, batch_size=self.batch_size), problem, x0, r, self.record_every).metrics
             sub = m["suboptimality"].to_numpy()
             curve = curve if curve is not None else (m["time"].to_numpy(), sub)
-            hit = np.flatnonzero(sub <= threshold)
+            hit = first_hit(m, sub, threshold)
             per_update = trace.n_workers if trace.protocol == "sync" else 1
-            times.append(m["time"].iat[hit[0]] if hit.size else np.inf)
-            grads.append(m["update"].iat[hit[0]] * per_update if hit.size else np.inf)
+            times.append(np.inf if hit is None else hit[1])
+            grads.append(np.inf if hit is None else hit[0] * per_update)
             ends.append(np.median(sub[-max(1, len(sub) // 10):]) / threshold if len(sub) > 1 else np.inf)
         return c, float(np.mean(times)), float(np.mean(grads)), float(np.median(ends)), curve
 

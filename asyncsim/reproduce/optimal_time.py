@@ -18,7 +18,7 @@ from ..timing.cluster import Cluster
 from ..timing.laws import Constant
 from ..timing.protocols import Rennala, Ringmaster, simulate
 from ..timing.rounds import Sync
-from . import Outcome, Reproduction
+from . import Outcome, Reproduction, first_hit
 
 METHODS = ("rennala", "ringmaster", "minibatch")
 
@@ -103,9 +103,9 @@ class OptimalTime(Reproduction):
         K = 64
         while True:
             metrics = replay(simulate(cluster, protocol, K, seed), algorithm, problem, x0, seed).metrics
-            hit = np.flatnonzero(metrics["grad_norm"].to_numpy() ** 2 <= self.eps)
-            if hit.size:
-                return float(metrics["time"].iloc[hit[0]]), int(metrics["update"].iloc[hit[0]])
+            hit = first_hit(metrics, metrics["grad_norm"].to_numpy() ** 2, self.eps)
+            if hit is not None:
+                return hit[1], hit[0]
             if K >= self.max_updates:
                 return math.nan, math.nan
             K = min(2 * K, self.max_updates)

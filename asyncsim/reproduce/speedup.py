@@ -18,7 +18,7 @@ from ..theory import asysg_linear_speedup_workers
 from ..timing.cluster import Cluster, Server
 from ..timing.laws import Constant, DelayLaw, Exponential
 from ..timing.protocols import Async, SharedMemory, simulate
-from . import Outcome, Reproduction
+from . import Outcome, Reproduction, first_hit
 
 TABLES = ("con machines", "incon threads")
 
@@ -211,7 +211,5 @@ def _subseeds(seed: int, repeats: int) -> list[int]:
 def _first_crossing(metrics: pd.DataFrame, target: float) -> tuple[float, float]:
     """(update, time) of the first recorded version with f - f* <= target (f(x_0) - f*), or (nan, nan)."""
     gap = metrics["suboptimality"].to_numpy()
-    hit = np.flatnonzero(gap <= target * gap[0])
-    if not len(hit):
-        return np.nan, np.nan
-    return float(metrics["update"].iat[hit[0]]), float(metrics["time"].iat[hit[0]])
+    hit = first_hit(metrics, gap, target * gap[0])
+    return (np.nan, np.nan) if hit is None else (float(hit[0]), hit[1])
