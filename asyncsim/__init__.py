@@ -7,8 +7,6 @@ Timing (SimPy) produces a Trace; the same pure update rules replay it.  Quick st
     res.metrics, res.trace.to_frame()                  # pandas DataFrames
 """
 
-__version__ = "0.1.0"
-
 from . import theory
 from .algorithms import Algorithm
 from .params import ParamError, ScenarioError
@@ -19,8 +17,10 @@ from .predict import predict
 from .runner import RunResult, run
 from .real.runner import RealRunError, run_real
 from .scenario import Scenario, load_scenario
+from .summary import Summary
 from .timing import Cluster, DelayLaw, Protocol, Trace, simulate
+from .version import __version__
 
 __all__ = ["Algorithm", "Cluster", "DelayLaw", "ParamError", "ProblemSpec", "Protocol", "RealRunError", "RunResult",
-           "Scenario", "ScenarioError", "Trace", "__version__", "load_scenario", "predict", "replay", "run", "run_real",
+           "Scenario", "ScenarioError", "Summary", "Trace", "__version__", "load_scenario", "predict", "replay", "run", "run_real",
            "simulate", "theory", "write_results"]

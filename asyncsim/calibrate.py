@@ -27,6 +27,8 @@ from .algorithms.base import ApplyInfo
 from .params import ScenarioError, kind
 from .replay import algorithm_draws
 from .runner import build
+from .timing.protocol import ClassCapabilities, Family
+from .timing.protocols import Protocol
 from .timing.trace import Trace
 
 MAX_VALUES = 1000
@@ -54,19 +56,22 @@ def measure(scenario, steps: int = 200) -> dict:
         message, worker_state = algorithm.local(snapshot, worker_state, problem, draws(0, s))
         compute[s] = clock() - t
         t = clock()
-        state = algorithm.apply(state, [message], ApplyInfo(s, (0,), (0,), problem))
+        state = algorithm.apply(state, [message], ApplyInfo.at(s, (0,), (s,), problem))
         service[s] = clock() - t
     return {"compute": compute, "service": service}
 
 
-def observed(trace: Trace) -> dict:
+def observed(trace: Trace, protocol=None) -> dict:
     """The durations of an observed trace, as described in the module docstring: {'compute': [per worker
-    arrays], 'service', 'uplink', 'downlink'} or, for shared memory, {'compute', 'read', 'service'}."""
+    arrays], 'service', 'uplink', 'downlink'} or, for shared memory, {'compute', 'read', 'service'}.
+    ``protocol`` (default: the registered protocol the trace names) tells whether reads span time."""
     t = trace.used()
     n = trace.n_workers
     nxt = _next_read(t)
     out = {"compute": [t.t_done[t.worker == w] - t.t_read_end[t.worker == w] for w in range(n)]}
-    if t.protocol == "shared_memory":
+    if protocol is None:
+        protocol = ClassCapabilities(Protocol.registry.get(trace.protocol))
+    if protocol.family is Family.SHARED_MEMORY:
         has_next = np.isfinite(nxt)
         out["read"] = t.t_read_end - t.t_read
         out["service"] = nxt[has_next] - t.t_done[has_next]
@@ -136,8 +141,13 @@ def describe(laws: dict) -> str:
     return "\n".join(lines)
 
 
-def check_source(scenario, trace: Trace) -> None:
-    """The observed trace must come from a run of the same shape as the scenario."""
+def check_source(scenario, source, where) -> None:
+    """``source`` (a result directory read back, from ``where``) must be a real run of the same shape as the
+    scenario: a simulation's durations are the scenario's own laws, not measurements."""
+    if source.summary.mode != "real":
+        raise ScenarioError(f"--from {where} is a simulated run (summary.json mode: {source.summary.mode}); "
+                            "calibrate from a real run (asyncsim run --mode real)")
+    trace = source.trace
     if trace.n_workers != scenario.cluster.workers or trace.protocol != kind(scenario.protocol):
         raise ScenarioError(f"--from: the result has {trace.n_workers} workers under protocol {trace.protocol}, "
                             f"the scenario {scenario.cluster.workers} under {kind(scenario.protocol)}")

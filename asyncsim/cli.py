@@ -1,26 +1,50 @@
 """Command line: ``asyncsim run | validate | predict | plot | stability | compare | calibrate | reproduce``.
 
-User mistakes (bad scenario, missing file, occupied output directory) print one line ``error: ...`` and exit 2; a
-real run that fails (a worker died or raised) prints one line and exits 1, and so does a reproduction that FAILs.
+User mistakes (a bad scenario or option, a missing or damaged file, an output directory that is not a result or
+is in use by another run, a directory that cannot be written) print one line ``error: ...`` and exit 2, before
+anything is computed; a real run that fails (a worker died or raised) prints one line and exits 1, and so does a
+reproduction that FAILs.  Ctrl-C exits 130 and SIGTERM (a batch scheduler's time limit) 143, both with one line
+and no result or temporary directory left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
 from .params import ParamError, ScenarioError, kind
 from .timing.trace import TraceError
+from .version import __version__
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt so that every cleanup runs."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``error: argument --seed: invalid int value: 'abc'``."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup that follows is not interrupted again
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="asyncsim", description="Discrete-event simulator of asynchronous optimization.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="asyncsim", description="Discrete-event simulator of asynchronous optimization.")
+    parser.add_argument("--version", action="version", version=f"asyncsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p_run = sub.add_parser("run", help="run a scenario and write its results")
     p_run.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
@@ -32,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
                             "and record the observed trace (settings in the scenario's real: section)")
     _engine_option(p_run)
 
-    p_val = sub.add_parser("validate", help="check a scenario file without running it")
+    p_val = sub.add_parser("validate", help="check a scenario file without running it (the same checks as run)")
     p_val.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
     _scenario_options(p_val)
+    p_val.add_argument("--mode", choices=("sim", "real"), default="sim",
+                       help="also check what a real run needs (--mode real)")
 
     p_pred = sub.add_parser("predict", help="closed-form predictions next to the values a simulation measures")
     p_pred.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
@@ -75,19 +101,43 @@ def main(argv: list[str] | None = None) -> int:
     p_rep.add_argument("--no-plots", action="store_true", help="skip the PNG plot")
 
     args = parser.parse_args(argv)
+    previous = _install(signal.SIGTERM, _on_sigterm)
     try:
         return {"run": _run, "validate": _validate, "predict": _predict, "plot": _plot,
                 "stability": _stability, "compare": _compare, "calibrate": _calibrate,
                 "reproduce": _reproduce}[args.command](args)
     except (ScenarioError, ParamError, TraceError, FileExistsError, FileNotFoundError, ValueError) as err:
-        if type(err).__name__ == "RealRunError":
-            print(f"error: real run: {err}", file=sys.stderr)
-            return EXIT_FAILED
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as err:  # the file system refused (permissions, a full disk): say what and where
+        where = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as err:
+        if type(err).__name__ != "RealRunError":
+            raise
+        print(f"error: real run: {_one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted; no result was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated (SIGTERM); no result was written", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        _install(signal.SIGTERM, previous)
+
+
+def _install(signum, handler):
+    """Set a signal handler where Python allows it (the main thread), returning the previous one."""
+    try:
+        return signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    except ValueError:  # not the main thread: leave the signal as it is
+        return None
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 def _reproduce(args) -> int:
@@ -129,24 +179,32 @@ def _engine_option(p: argparse.ArgumentParser) -> None:
                    help="trace generator: the vectorized fast path where it is exact (auto), or always SimPy")
 
 
-def _load(args):
+def _load(args, mode: str = "sim"):
+    """The scenario of the command line (``--mode real``: with the real mode's checks too)."""
     from .scenario import load_scenario
 
-    return load_scenario(args.scenario, args.overrides, args.seed)
+    scenario = load_scenario(args.scenario, args.overrides, args.seed)
+    if mode == "real":
+        from .real import check_real
+
+        check_real(scenario)
+    return scenario
 
 
 def _study(args):
     """The study in the scenario file (a ``compare`` section), or None for a plain scenario."""
+    from .files import load_yaml
     from .params import relative_to
-    from .scenario import parse_yaml
     from .study import is_study, study_from_dict
 
-    if args.scenario is None or not Path(args.scenario).is_file():
+    if args.scenario is None:
         return None
     path = Path(args.scenario)
-    data = parse_yaml(path.read_text(), str(path))
+    data = load_yaml(path, "scenario file")
     if not is_study(data):
         return None
+    if getattr(args, "mode", "sim") == "real":
+        raise ScenarioError(f"--mode real runs one scenario; {path} is a study (a compare section)")
     with relative_to(path.parent):
         return study_from_dict(data, args.overrides, args.seed)
 
@@ -156,42 +214,53 @@ def _validate(args) -> int:
     if study is not None:
         print(f"ok: study {study.name} ({len(study.runs)} runs: {', '.join(study.runs)})")
         return 0
-    s = _load(args)
+    s = _load(args, args.mode)
     print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {kind(s.protocol)}, algorithm {kind(s.algorithm)}, "
-          f"problem {kind(s.problem)}, {s.run.updates} updates)")
+          f"problem {kind(s.problem)}, {s.run.updates} updates)" + (" in real mode" if args.mode == "real" else ""))
     return 0
+
+
+def _out(args, name: str) -> Path:
+    """The output directory, checked before anything runs: not a directory of other files (FileExistsError)."""
+    from .results import check_replaceable
+
+    out = Path(args.out) if args.out else Path("results") / name
+    check_replaceable(out)
+    return out
 
 
 def _run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .results import write_results
+    from .results import output_lock, write_results
     from .runner import run
 
     study = _study(args)
     if study is not None:
         from .study import format_table, run_study
 
-        out = Path(args.out) if args.out else Path("results") / study.name
-        print(f"{study.name}: {len(study.runs)} runs")
-        table = run_study(study, out, engine=args.engine, plots=not args.no_plots)
+        out = _out(args, study.name)
+        with output_lock(out):
+            print(f"{study.name}: {len(study.runs)} runs")
+            table = run_study(study, out, engine=args.engine, plots=not args.no_plots)
         print(format_table(table, study))
         print(f"results in {out}/ (one directory per run, comparison.csv, table.csv, summary.json"
               f"{', plots/' if not args.no_plots else ''})")
         return 0
-    scenario = _load(args)
-    out = Path(args.out) if args.out else Path("results") / scenario.name
+    scenario = _load(args, args.mode)
+    out = _out(args, scenario.name)
     progress = _progress if sys.stderr.isatty() else None
-    if args.mode == "real":
-        from .real import run_real
+    with output_lock(out):
+        if args.mode == "real":
+            from .real import run_real
 
-        result = run_real(scenario, progress=progress and (lambda d, t: _progress(d, t, "real run")))
-    else:
-        result = run(scenario, progress=progress, engine=args.engine)
-    if sys.stderr.isatty():
-        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-    write_results(result, out, plots=not args.no_plots)
+            result = run_real(scenario, progress=progress and (lambda d, t: _progress(d, t, "real run")))
+        else:
+            result = run(scenario, progress=progress, engine=args.engine)
+        if sys.stderr.isatty():
+            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+        write_results(result, out, plots=not args.no_plots)
     print(format_summary(result.summary))
     print(f"results in {out}/ (scenario.yaml, trace.parquet, metrics.csv, summary.json"
           f"{', plots/' if not args.no_plots else ''})")
@@ -222,8 +291,7 @@ def _plot(args) -> int:
     d = Path(args.result)
     res = read_results(d)
     (d / "plots").mkdir(exist_ok=True)
-    names = save_plots(res["metrics"], res["trace"].to_frame(), d / "plots", res["summary"].get("scenario", ""),
-                       res["summary"].get("predicted"))
+    names = save_plots(res.metrics, res.trace.to_frame(), d / "plots", res.summary.scenario, res.summary.predicted)
     print(f"wrote {', '.join('plots/' + n for n in names)} in {d}/")
     return 0
 
@@ -235,14 +303,15 @@ def _stability(args) -> int:
     import numpy as np
 
     from .plotting import plot_stability_map, save_figure
-    from .results import atomic_directory
+    from .results import atomic_directory, check_replaceable
     from .stability import agreement, easgd_map
 
     if args.rounds < 1:
         raise ScenarioError(f"--rounds must be >= 1, got {args.rounds}")
+    out = Path(args.out)
+    check_replaceable(out)
     frame = easgd_map(np.linspace(0.02, 2.5, 40), np.linspace(0.01, 0.99, 30), (1, 2, 4, 8), args.rounds)
     agree, compared = agreement(frame)
-    out = Path(args.out)
     with atomic_directory(out) as tmp:
         frame.to_csv(tmp / "map.csv", index=False, float_format="%.10g")
         save_figure(plot_stability_map(frame), tmp / "map.png")
@@ -262,9 +331,11 @@ def _compare(args) -> int:
 
     matplotlib.use("Agg")
     from .fidelity import compare, default_out, format_report, write_report
+    from .results import check_replaceable
 
-    report = compare(args.a, args.b)
     out = Path(args.out) if args.out else default_out(args.a, args.b)
+    check_replaceable(out)
+    report = compare(args.a, args.b)
     write_report(report, out, plots=not args.no_plots)
     print(format_report(report))
     print(f"report in {out}/ (fidelity.csv, summary.json{', plots/' if not args.no_plots else ''})")
@@ -278,20 +349,26 @@ def _calibrate(args) -> int:
     from .results import read_results
 
     scenario = _load(args)
+    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-calibrated.yaml"
+    if out.is_dir():
+        raise ScenarioError(f"--out {out} is a directory; give the calibrated scenario's file name")
     if args.source:
-        trace = read_results(args.source)["trace"]
-        check_source(scenario, trace)
-        laws, source = observed(trace), f"the observed trace in {args.source}"
+        source = read_results(args.source)
+        check_source(scenario, source, args.source)
+        laws, where = observed(source.trace, scenario.protocol), f"the observed trace in {args.source}"
     else:
-        laws, source = measure(scenario, args.steps), f"{args.steps} timed steps on this machine"
+        laws, where = measure(scenario, args.steps), f"{args.steps} timed steps on this machine"
     data = calibrated(scenario, laws)
-    out = Path(args.out) if args.out else Path("results") / f"{data['name']}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# {scenario.name} with timing laws measured from {source} (asyncsim calibrate)\n"
+    header = f"# {scenario.name} with timing laws measured from {where} (asyncsim calibrate)\n"
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
-    tmp.replace(out)
-    print(f"measured from {source} (seconds):")
+    try:
+        tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    print(f"measured from {where} (seconds):")
     print(describe(laws))
     print(f"calibrated scenario in {out}")
     return 0
@@ -301,43 +378,43 @@ def _progress(done: int, total: int, what: str = "replay") -> None:
     print(f"\r{what} {100 * done // total:3d}% ({done}/{total} updates)", end="", file=sys.stderr, flush=True)
 
 
-def format_summary(s: dict) -> str:
-    """The short table printed after a run."""
-    st = s["staleness"]
-    real = s.get("mode") == "real"
-    loss = f"{s['final_loss']:.6g}"
-    if "final_suboptimality" in s:
-        loss += f"   (f - f* = {s['final_suboptimality']:.3g})"
+def format_summary(s) -> str:
+    """The short table printed after a run (``s``: a :class:`~asyncsim.summary.Summary`)."""
+    st = s.staleness
+    real = s.real is not None
+    loss = f"{s.final_loss:.6g}"
+    if s.final_suboptimality is not None:
+        loss += f"   (f - f* = {s.final_suboptimality:.3g})"
     lines = [
-        f"{s['scenario']}  ({s['protocol']}, {s['algorithm']}, {s['workers']} workers, seed {s['seed']})",
-        f"  updates          {s['updates']}",
-        f"  {'wall-clock time ' if real else 'simulated time  '} {s['simulated_time']:.6g} s   "
-        f"({s['updates_per_second']:.4g} updates/s)",
+        f"{s.scenario}  ({s.protocol}, {s.algorithm}, {s.workers} workers, seed {s.seed})",
+        f"  updates          {s.updates}",
+        f"  {'wall-clock time ' if real else 'simulated time  '} {s.simulated_time:.6g} s   "
+        f"({s.updates_per_second:.4g} updates/s)",
         f"  final loss       {loss}",
-        f"  staleness        mean {st['mean']:.3f}   p50 {st['p50']:g}   p99 {st['p99']:g}   max {st['max']}",
-        "  unused work      " + "   ".join(f"{k} {v}" for k, v in s.get("unused", {}).items()),
-        f"  engine           {'real processes (' + s['real']['start_method'] + ')' if real else s.get('engine', 'simpy')}",
-    ] + (_real_lines(s) if real else []) + ([f"  stopped          at update {s['stopped_at']} (the algorithm finished: e.g. a declared local minimum)"]
-         if s.get("stopped_at") is not None else []) + [
-        f"  wall time        {s['wall_time_s']:.2f} s",
+        f"  staleness        mean {st.mean:.3f}   p50 {st.p50:g}   p99 {st.p99:g}   max {st.max}",
+        "  unused work      " + "   ".join(f"{k} {v}" for k, v in s.unused.items()),
+        f"  engine           {'real processes (' + s.real.settings['start_method'] + ')' if real else s.engine or 'simpy'}",
+    ] + (_real_lines(s.real) if real else []) + ([f"  stopped          at update {s.stopped_at} (the algorithm finished: e.g. a declared local minimum)"]
+         if s.stopped_at is not None else []) + [
+        f"  wall time        {s.wall_time_s:.2f} s",
     ]
-    if s.get("partial"):
-        lines.append(f"  PARTIAL          {s['updates']} of {s['updates_requested']} updates (stopped by "
-                     f"{s['stopped_by']})")
-    if s.get("diverged_at") is not None:
-        lines.append(f"  DIVERGED         loss not finite at update {s['diverged_at']}; try a smaller algorithm.lr")
+    if real and s.real.partial:
+        lines.append(f"  PARTIAL          {s.updates} of {s.real.updates_requested} updates (stopped by "
+                     f"{s.real.stopped_by})")
+    if s.diverged_at is not None:
+        lines.append(f"  DIVERGED         loss not finite at update {s.diverged_at}; try a smaller algorithm.lr")
     return "\n".join(lines)
 
 
-def _real_lines(s: dict) -> list[str]:
-    check = s["replay_check"]
+def _real_lines(r) -> list[str]:
+    check = r.replay_check
     if check["exact"] is None:
         verdict = f"final loss {check['replay_final_loss']:.6g} (not exact: {check['reason']})"
     elif check["exact"]:
         verdict = "final parameters equal bit for bit"
     else:
         verdict = f"MISMATCH, max |difference| {check['max_abs_difference']:.3g}"
-    lost = [f"worker {x['worker']} at update {x['at_update']}" for x in s.get("lost_workers", [])]
+    lost = [f"worker {x['worker']} at update {x['at_update']}" for x in r.lost_workers]
     return [f"  replay check     {verdict}"] + ([f"  lost workers     {', '.join(lost)}"] if lost else [])
 
 

@@ -45,6 +45,7 @@ import yaml
 from scipy.stats import ks_2samp
 
 from .results import atomic_directory, read_results
+from .summary import Summary
 from .timing.trace import TIME_COLUMNS, Trace
 
 THROUGHPUT_TOL = 0.25
@@ -109,11 +110,12 @@ def emulated_scale(directory, other) -> float | None:
     of a scenario with the same c (so in simulated seconds); else None (both on the same clock, e.g. a scenario
     calibrated in wall seconds against the real run)."""
     def summary(d):
-        return json.loads((Path(d) / "summary.json").read_text()) if (Path(d) / "summary.json").is_file() else {}
+        path = Path(d) / "summary.json"
+        return Summary.from_json(json.loads(path.read_text())) if path.is_file() else None
 
     mine, theirs = summary(directory), summary(other)
-    c = (mine.get("real") or {}).get("time_scale") if mine.get("mode") == "real" else None
-    if not c or theirs.get("mode", "sim") != "sim" or not (Path(other) / "scenario.yaml").is_file():
+    c = mine.real.settings.get("time_scale") if mine is not None and mine.real is not None else None
+    if not c or theirs is None or theirs.mode != "sim" or not (Path(other) / "scenario.yaml").is_file():
         return None
     other_real = (yaml.safe_load((Path(other) / "scenario.yaml").read_text()) or {}).get("real") or {}
     return c if other_real.get("time_scale") == c else None
@@ -123,8 +125,7 @@ def run_stats(directory, scale: float | None = None) -> RunStats:
     """Load a result directory (FileNotFoundError if it is not one) and compute its numbers, with its times
     divided by ``scale`` when given (a real run with emulated timing, see :func:`emulated_scale`)."""
     res = read_results(directory)
-    metrics, trace = res["metrics"], res["trace"]
-    summary = res["summary"]
+    metrics, trace, summary = res.metrics, res.trace, res.summary
     if scale:
         trace = replace(trace, **{c: getattr(trace, c) / scale for c in TIME_COLUMNS + ("t_read_end",)})
         metrics = metrics.assign(time=metrics["time"] / scale)
@@ -138,8 +139,9 @@ def run_stats(directory, scale: float | None = None) -> RunStats:
     shares = np.bincount(used.worker, minlength=used.n_workers) / len(used)
     path = Path(directory)
     return RunStats(
-        dir=str(path), name=path.resolve().name, mode=summary.get("mode", "sim"),
-        partial=bool(summary.get("partial", False)), protocol=used.protocol, algorithm=summary.get("algorithm"),
+        dir=str(path), name=path.resolve().name, mode=summary.mode,
+        partial=summary.real is not None and summary.real.partial, protocol=used.protocol,
+        algorithm=summary.algorithm,
         workers=used.n_workers, updates=used.n_updates, staleness=stale,
         throughput=used.n_updates / float(used.t_apply[-1]), shares=tuple(float(s) for s in shares),
         phases={k: float(v.mean()) for k, v in spans.items()},

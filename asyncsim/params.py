@@ -68,6 +68,10 @@ class Registry:
     def kinds(self) -> list[str]:
         return sorted(self._by_kind)
 
+    def items(self) -> list[tuple[str, type]]:
+        """(kind, class) pairs in registration order."""
+        return list(self._by_kind.items())
+
 
 @contextlib.contextmanager
 def relative_to(directory: str | Path):

@@ -1,25 +1,26 @@
 """``asyncsim predict``: the closed-form predictions of ``theory.py`` next to the values a simulation measures.
 
-Every prediction is computed from the scenario's cluster; every measurement from simulated traces of the same
-cluster and seed (the scenario's own protocol, plus ``async`` and ``sync`` runs for the throughput and speedup rows).
-A note says when a formula's assumptions (no server contention, no failures or slow phases, constant latencies)
-do not hold, so the prediction is only approximate.
+Every prediction is computed from the run's timing model (``runner.timing_model``: compute times in seconds, with
+the algorithm's flops per step when ``cluster.flops_per_second`` is set, and its message size on the links); every
+measurement from simulated traces of the same model and seed (the scenario's own protocol, plus ``async`` and
+``sync`` runs for the throughput and speedup rows).  A note says when a formula's assumptions (no server
+contention, no failures or slow phases, constant latencies) do not hold, so the prediction is only approximate.
 """
 
 from __future__ import annotations
+
+from functools import singledispatch
 
 import numpy as np
 import pandas as pd
 
 from . import theory
-from .params import kind
 from .rng import BLOCK, Stream
 from .scenario import Scenario
 from .timing.cluster import Cluster
-from .timing.durations import Durations
 from .timing.laws import Bimodal, Constant, Exponential, scaled
-from .timing.protocols import Async, simulate
-from .timing.rounds import Sync
+from .timing.protocol import Family
+from .timing.protocols import AllReduce, Async, KOfN, Protocol, Rennala, Sync, simulate
 
 
 def worker_laws(cluster: Cluster):
@@ -48,14 +49,15 @@ def assumptions(cluster: Cluster) -> str:
     return "approximate: " + ", ".join(broken) if broken else ""
 
 
-def overlays(scenario: Scenario) -> dict:
-    """Predicted curves for the plots: per-worker shares (asynchronous protocols) and, for exponential compute
-    times, equal workers and no latency, the geometric staleness law."""
-    c = scenario.cluster
-    if kind(scenario.protocol) not in ("async", "ssp", "ringmaster", "periodic"):
+def overlays(scenario: Scenario, timing) -> dict:
+    """Predicted curves for the plots of a run with ``timing`` (its ``runner.TimingModel``): per-worker shares for
+    simulated asynchronous protocols (every arrival is an update, so shares follow the cycle rates) and, for
+    exponential compute times, equal workers and no latency, the geometric staleness law."""
+    c, m = timing.cluster, timing.message_bytes
+    if scenario.protocol.family is not Family.ASYNC or not scenario.protocol.simulated:
         return {}
-    out = {"worker_shares": theory.worker_shares(cycle_means(c, scenario.message_bytes)).round(6).tolist()}
-    if _geometric_case(c, scenario.message_bytes):
+    out = {"worker_shares": theory.worker_shares(cycle_means(c, m)).round(6).tolist()}
+    if _geometric_case(c, m):
         out["staleness_pmf"] = theory.staleness_pmf(c.workers, np.arange(8 * c.workers)).round(8).tolist()
     return out
 
@@ -68,7 +70,10 @@ def _geometric_case(c: Cluster, message_bytes: int) -> bool:
 
 def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto") -> pd.DataFrame:
     """A table of predicted and simulated values (columns quantity, predicted, simulated, rel_diff, note)."""
-    c, seed, m = scenario.cluster, scenario.seed, scenario.message_bytes
+    from .runner import build, timing_model
+
+    timing = timing_model(build(scenario))
+    c, seed, m = timing.cluster, scenario.seed, timing.message_bytes
     n = c.workers
     K = updates or max(scenario.run.updates, 20_000)
     laws = worker_laws(c)
@@ -81,12 +86,13 @@ def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto"
         rows.append((quantity, float(predicted), float(simulated), rel, why))
 
     def run(protocol):
-        return simulate(c, protocol, K, seed, m, engine)
+        return simulate(c, protocol, K, seed, m, engine, timing.serial if protocol is p else 0.0)
 
+    p = scenario.protocol
     # compute-time order statistics, measured on the cluster's own keyed compute draws (one "round" per step)
-    draws = Durations(c, seed, m).steps(Stream.COMPUTE, max(1, min(K, 50_000) // BLOCK) * BLOCK)
+    draws = timing.durations(seed).steps(Stream.COMPUTE, max(1, min(K, 50_000) // BLOCK) * BLOCK)
     ordered = np.sort(draws, axis=1)
-    ks = sorted({1, n} | ({scenario.protocol.k} if kind(scenario.protocol) == "k_of_n" else set()))
+    ks = sorted({1, n} | set(kept(p, n)))
     for k in ks:
         row(f"E[X_({k}:{n})] compute order statistic (s)", theory.order_statistic_mean(laws, k), ordered[:, k - 1].mean())
     if all(isinstance(x, Bimodal) and isinstance(x.base, Constant) for x in c.laws) and len(set(c.laws)) == 1:
@@ -114,16 +120,44 @@ def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto"
     grads_sync = len(sync) / sync.t_apply[-1]
     row("speedup: async over sync gradients/s", theory.sync_vs_async_speedup(laws, lat), grads_async / grads_sync, note)
 
-    p = scenario.protocol
-    if kind(p) == "rennala" and all(isinstance(x, Constant) for x in laws) and lat == 0.0:
-        first = run(p).used().t_apply[0]
-        row(f"time to collect S = {p.batch} gradients (s)",
-            theory.rennala_collection_time([x.value for x in laws], p.batch), first)
-    if kind(p) == "allreduce":
-        tr = run(p).used()
-        cost = (pd.Series(tr.t_apply).groupby(tr.update).first() - pd.Series(tr.t_done).groupby(tr.update).max())
-        row("all-reduce time per round (s)", p.cost(c, m), cost.mean())
+    for args in protocol_rows(p, timing, laws, lat, run):
+        row(*args)
     return pd.DataFrame(rows, columns=["quantity", "predicted", "simulated", "rel_diff", "note"])
+
+
+@singledispatch
+def kept(protocol: Protocol, n: int) -> tuple[int, ...]:
+    """The order statistics (k of n) of the compute times that a protocol's rounds wait for (none by default)."""
+    return ()
+
+
+@kept.register
+def _(protocol: KOfN, n: int):
+    return (protocol.k,)
+
+
+@singledispatch
+def protocol_rows(protocol: Protocol, timing, laws, lat: float, run) -> list[tuple]:
+    """(quantity, predicted, simulated) rows that only this protocol has a formula for (none by default), for the
+    run's ``timing`` (``runner.TimingModel``); ``run(protocol)`` simulates it."""
+    return []
+
+
+@protocol_rows.register
+def _(protocol: Rennala, timing, laws, lat, run):
+    if not (all(isinstance(x, Constant) for x in laws) and lat == 0.0):
+        return []
+    first = run(protocol).used().t_apply[0]
+    return [(f"time to collect S = {protocol.batch} gradients (s)",
+             theory.rennala_collection_time([x.value for x in laws], protocol.batch), first)]
+
+
+@protocol_rows.register
+def _(protocol: AllReduce, timing, laws, lat, run):
+    tr = run(protocol).used()
+    cost = (pd.Series(tr.t_apply).groupby(tr.update).first() - pd.Series(tr.t_done).groupby(tr.update).max())
+    what = "all-reduce time per round (s)" if not timing.serial else "all-reduce + serial step per round (s)"
+    return [(what, protocol.cost(timing.cluster, timing.message_bytes) + timing.serial, cost.mean())]
 
 
 def format_table(table: pd.DataFrame, scenario: Scenario) -> str:

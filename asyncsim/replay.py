@@ -66,7 +66,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
     read_bounds = np.searchsorted(trace.read_version[read_order], np.arange(K + 1)).tolist()
     apply_bounds = np.searchsorted(trace.update, np.arange(K + 1)).tolist()
     read_order = read_order.tolist()
-    workers, steps, staleness = trace.worker.tolist(), trace.step.tolist(), trace.staleness.tolist()
+    workers, steps, reads = trace.worker.tolist(), trace.step.tolist(), trace.read_version.tolist()
     version_time = trace.update_times()
     patches, mixed = _mixed_read_plan(trace, problem.dim) if trace.inconsistent else ({}, set())
     buffers: dict[int, np.ndarray] = {}
@@ -106,7 +106,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
                     compute(j)
             peak = max(peak, len(in_flight))
             lo, hi = apply_bounds[k], apply_bounds[k + 1]
-            info = ApplyInfo(k, tuple(workers[lo:hi]), tuple(staleness[lo:hi]), problem)
+            info = ApplyInfo.at(k, workers[lo:hi], reads[lo:hi], problem)
             state = algorithm.apply(state, [in_flight.pop(j) for j in range(lo, hi)], info)
             x = _frozen(algorithm.params(state))
             done = algorithm.finished(state)

@@ -1,43 +1,113 @@
-"""Writing and reading result directories (DESIGN.md, "Results layout").
+"""Writing and reading result directories (docs/ARCHITECTURE.md, "Results").
 
 A result directory holds the resolved ``scenario.yaml``, ``trace.parquet``, ``metrics.csv``, ``summary.json`` and
 ``plots/*.png``.  It is written into a temporary sibling directory and renamed into place in one step, so an
-interrupted run never leaves a directory that looks complete.
+interrupted run never leaves a directory that looks complete; the temporary directory is removed on any error,
+Ctrl-C or SIGTERM.  While a run writes (and, from the CLI, while it runs) it holds a lock beside its output,
+``.<name>.lock``, so a second run on the same directory is refused at once; the lock is an advisory ``flock``,
+released by the system when its process dies, so a crashed run never leaves it held.  Directories are created
+with the permissions of the user's umask, like any other output.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .timing.trace import Trace
+from .params import ScenarioError
+from .summary import Summary
+from .timing.trace import Trace, TraceError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs there are not locked against each other
+    fcntl = None
 
 FILES = ("scenario.yaml", "trace.parquet", "metrics.csv", "summary.json")
+_held: dict[Path, int] = {}
+"""The output locks this process holds: resolved --out path -> lock file descriptor."""
+
+
+@contextmanager
+def output_lock(out_dir):
+    """Hold the lock of ``out_dir`` (re-entrant within a process).  Raises ScenarioError at once if another live
+    process holds it, and a one-line error if the directory beside which it lives cannot be written."""
+    out = Path(out_dir).resolve()
+    if fcntl is None or out in _held:
+        yield
+        return
+    path = out.parent / f".{out.name}.lock"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip()
+                os.close(fd)
+                raise ScenarioError(f"--out {out_dir} is in use by another asyncsim run (pid {holder or '?'}); wait "
+                                    "for it to finish or choose another --out") from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the holder removed it as we opened it: take the new one
+    except OSError as err:
+        raise ScenarioError(f"--out {out_dir}: cannot write in {str(out.parent)!r} ({err.strerror or err})") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held[out] = fd
+    try:
+        yield
+    finally:
+        del _held[out]
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def check_replaceable(out_dir) -> None:
+    """Raise FileExistsError unless ``out_dir`` is absent, empty or an earlier asyncsim result (which a run
+    replaces): a directory of anything else is never replaced."""
+    out = Path(out_dir)
+    if out.exists() and not _replaceable(out):
+        raise FileExistsError(f"--out {out} exists and is not an asyncsim result directory; choose another")
 
 
 @contextmanager
 def atomic_directory(out_dir):
     """Yield a temporary sibling directory to fill; on success it replaces ``out_dir`` (an earlier asyncsim result
-    or an empty directory) in one rename, on any error it is removed."""
+    or an empty directory) in one rename, on any error (Ctrl-C and SIGTERM included) it is removed."""
     out = Path(out_dir)
-    if out.exists() and not _replaceable(out):
-        raise FileExistsError(f"--out {out} exists and is not an asyncsim result directory; choose another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_replaceable(out)
+    with output_lock(out):
+        tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()  # permissions from the umask (a mkdtemp directory would be private to the user)
+        except OSError as err:
+            raise ScenarioError(f"--out {out}: cannot write in {str(out.parent)!r} ({err.strerror or err})") from None
+        try:
+            yield tmp
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def write_results(result, out_dir, plots: bool = True) -> Path:
@@ -51,8 +121,8 @@ def write_results(result, out_dir, plots: bool = True) -> Path:
 
             (tmp / "plots").mkdir()
             save_plots(result.metrics, result.trace.to_frame(), tmp / "plots", result.scenario.name,
-                       result.summary.get("predicted"))
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+                       result.summary.predicted)
+        (tmp / "summary.json").write_text(json.dumps(result.summary.to_json(), indent=2) + "\n")
     return Path(out_dir)
 
 
@@ -60,11 +130,45 @@ def _replaceable(path: Path) -> bool:
     return path.is_dir() and (not any(path.iterdir()) or (path / "summary.json").is_file())
 
 
-def read_results(directory) -> dict:
-    """Load a result directory: ``metrics`` (DataFrame), ``trace`` (Trace), ``summary`` (dict)."""
+@dataclass(frozen=True)
+class ResultDir:
+    """A result directory read back: ``metrics`` (DataFrame), ``trace`` (Trace) and ``summary`` (Summary).
+    ``result["trace"]`` reads an attribute by name, for scripts."""
+
+    metrics: pd.DataFrame
+    trace: Trace
+    summary: Summary
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+
+def read_results(directory) -> ResultDir:
+    """Load a result directory; a missing or damaged file is a one-line error naming it."""
     d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d} is not a directory (a result directory written by asyncsim run)")
     missing = [f for f in FILES if not (d / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{d} is not a complete asyncsim result directory (missing {', '.join(missing)})")
-    return {"metrics": pd.read_csv(d / "metrics.csv"), "trace": Trace.load(d / "trace.parquet"),
-            "summary": json.loads((d / "summary.json").read_text())}
+    try:
+        data = json.loads((d / "summary.json").read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"a mapping is needed, got {type(data).__name__}")
+        summary = Summary.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        raise ScenarioError(f"{d / 'summary.json'} is not an asyncsim summary ({type(err).__name__}: "
+                            f"{' '.join(str(err).split())[:200]})") from None
+    try:
+        trace = Trace.load(d / "trace.parquet")
+    except TraceError:
+        raise
+    except Exception as err:  # noqa: BLE001  (pyarrow raises many kinds on a damaged file)
+        raise ScenarioError(f"{d / 'trace.parquet'} is not a readable trace ({type(err).__name__}: "
+                            f"{' '.join(str(err).split())[:200]})") from None
+    try:
+        metrics = pd.read_csv(d / "metrics.csv")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ScenarioError(f"{d / 'metrics.csv'} is not a readable metrics table ({type(err).__name__}: "
+                            f"{' '.join(str(err).split())[:200]})") from None
+    return ResultDir(metrics=metrics, trace=trace, summary=summary)

@@ -1,4 +1,5 @@
-"""Scenario files: YAML <-> frozen dataclasses, with every ``kind`` resolved through a registry at load time.
+"""Scenario files: YAML <-> frozen dataclasses, with every ``kind`` resolved through a registry at load time, and
+the one validation pass that checks everything a run could fail on (docs/ARCHITECTURE.md, "Validation").
 
 Errors are one line naming the YAML path, the rule and the value given (``algorithm.lr must be > 0, got -0.1``)
 and raise :class:`~asyncsim.params.ScenarioError`.
@@ -7,6 +8,7 @@ and raise :class:`~asyncsim.params.ScenarioError`.
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -16,14 +18,18 @@ from typing import Any
 
 import yaml
 
+from . import budget
 from .algorithms.base import Algorithm
-from .params import ScenarioError, build_dataclass, kind, relative_to, require, to_plain
+from .files import load_yaml, parse_yaml
+from .params import ParamError, ScenarioError, build_dataclass, kind, relative_to, require, to_plain
 from .problems.base import ProblemSpec
-from .real.spec import RealSpec
 from .timing.cluster import Cluster
-from .timing.protocols import Async, Protocol
+from .timing.protocol import Family
+from .timing.protocols import Async, Protocol, simulate
 
 DEFAULT_SCENARIO = "quickstart.yaml"
+START_METHODS = ("spawn", "fork", "forkserver")
+ON_WORKER_FAILURE = ("stop", "continue")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,9 +47,40 @@ class RunSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RealSpec:
+    """How ``asyncsim run --mode real`` runs the scenario on worker processes (the simulator ignores it).
+
+    ``start_method``: how worker processes start (``spawn``: each rebuilds the problem and the algorithm from the
+    scenario and the seed; ``fork`` or ``forkserver`` where the platform has them).  ``time_scale``: when set, every
+    worker also waits the scenario's timing model (compute-time law with speeds, stragglers and slow phases, link
+    latencies, server service time) at ``time_scale`` wall seconds per simulated second, on top of its real
+    computation; null runs at the machine's own speed.  ``time_limit``: wall seconds after which the run stops and
+    writes its results marked partial.  ``on_worker_failure``: ``stop`` ends the run with an error naming the
+    worker that died; ``continue`` (async and shared_memory only) goes on without it.
+    """
+
+    start_method: str = "spawn"
+    time_scale: float | None = None
+    time_limit: float | None = None
+    on_worker_failure: str = "stop"
+
+    def __post_init__(self):
+        available = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
+        require(self.start_method in available, "start_method", f"must be one of {', '.join(available)}",
+                self.start_method)
+        require(self.time_scale is None or self.time_scale > 0, "time_scale",
+                "must be > 0 (wall seconds per simulated second) or null", self.time_scale)
+        require(self.time_limit is None or self.time_limit > 0, "time_limit", "must be > 0 (wall seconds) or null",
+                self.time_limit)
+        require(self.on_worker_failure in ON_WORKER_FAILURE, "on_worker_failure",
+                f"must be one of {', '.join(ON_WORKER_FAILURE)}", self.on_worker_failure)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     """A complete experiment: problem, cluster, protocol, algorithm, run length and the root seed; ``real`` says how
-    ``--mode real`` runs it on worker processes (the simulator ignores it)."""
+    ``--mode real`` runs it on worker processes (the simulator ignores it).  Constructing one runs the validation
+    pass (:func:`check`), so a Scenario that exists can run."""
 
     name: str
     seed: int = 0
@@ -58,26 +95,7 @@ class Scenario:
         require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), "name",
                 "must be letters, digits, '_', '.' or '-' (it names the result directory)", self.name)
         require(0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)", self.seed)
-        self.protocol.check_cluster(self.cluster)
-        if hasattr(self.protocol, "blocks"):  # shared_memory: default one read block per coordinate
-            dim = self.problem.dim
-            if self.protocol.blocks is None:
-                object.__setattr__(self, "protocol", replace(self.protocol, blocks=dim))
-            require(self.protocol.blocks <= dim, "protocol.blocks", f"must be <= the problem's dim ({dim})",
-                    self.protocol.blocks)
-        allowed = self.algorithm.protocols
-        if allowed is not None:
-            require(kind(self.protocol) in allowed, "protocol.kind",
-                    f"must be one of {', '.join(allowed)} for algorithm {kind(self.algorithm)}", kind(self.protocol))
-        if hasattr(self.algorithm, "local_steps") and self.algorithm.local_steps is None:  # the protocol's period
-            object.__setattr__(self, "algorithm", replace(self.algorithm, local_steps=self.protocol.local_steps))
-        self.protocol.check(self.algorithm)
-
-    @property
-    def message_bytes(self) -> int:
-        """Size of a message on the links: cluster.network.message_bytes, else 8 bytes per parameter."""
-        given = self.cluster.network.message_bytes
-        return 8 * self.problem.dim if given is None else given
+        check(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved scenario (defaults filled in) as plain data."""
@@ -87,29 +105,71 @@ class Scenario:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` and ``1e4`` as floats (YAML 1.1 wants a dot: ``1.0e-3``)."""
+def check(s: Scenario) -> None:
+    """The validation pass: every condition a simulated run of ``s`` could fail on, checked before anything is
+    built (ParamError naming the YAML path).  Resolves, in place, the defaults the protocol takes from the problem
+    (``Protocol.resolve``) and the algorithm from the protocol (``Algorithm.resolve``).
+
+    In order: the memory budget (before anything that grows with the sizes), the protocol against the cluster and
+    the run length, the algorithm against the protocol (``Algorithm.accepts``, its capabilities) and against the
+    problem spec, cluster and run (``Algorithm.check``), the cost model (flop counts), and a compute trace long
+    enough for the run.
+    """
+    cluster, protocol, algorithm, K = s.cluster, s.protocol, s.algorithm, s.run.updates
+    budget.check(footprint(s))
+    protocol.check_cluster(cluster)
+    protocol.check_updates(K)
+    protocol = protocol.resolve(s.problem)
+    object.__setattr__(s, "protocol", protocol)
+    require(algorithm.accepts(protocol), "protocol.kind", f"must be one of {', '.join(algorithm.protocols)} for "
+            f"algorithm {kind(algorithm)}", kind(protocol))
+    algorithm = algorithm.resolve(protocol)
+    object.__setattr__(s, "algorithm", algorithm)
+    protocol.check(algorithm)
+    algorithm.check(s)
+    if cluster.flops_per_second is not None:
+        require(s.problem.counts_flops, "cluster.flops_per_second", f"needs the problem's gradient flops, which "
+                f"problem {kind(s.problem)} does not count; give compute times in seconds instead (null)",
+                cluster.flops_per_second)
+    elif algorithm.serial_step:
+        raise ParamError(f"algorithm {kind(algorithm)} times its serial step in flops: set "
+                         f"cluster.flops_per_second")
+    _check_compute_trace(s)
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                    |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
+def footprint(s: Scenario, processes: int = 1) -> list[budget.Footprint]:
+    """The parts of the memory a run of ``s`` holds (``asyncsim.budget``); ``processes`` copies of the problem
+    (real mode: every worker process rebuilds it)."""
+    n, K = s.cluster.workers, s.run.updates
+    data = s.problem.memory()
+    rows = s.protocol.rows(n, K)
+    return [
+        replace(data, bytes=data.bytes * processes),
+        s.algorithm.memory(s.problem, n),
+        budget.Footprint(rows * budget.ROW_BYTES, "run.updates", K, f"{rows:.3g} trace rows"),
+        budget.Footprint(n * budget.WORKER_BYTES, "cluster.workers", n, f"timing state of {n} workers"),
+        budget.Footprint((K // s.run.record_every + 2) * budget.RECORD_BYTES, "run.record_every",
+                         s.run.record_every, "recorded metrics"),
+    ]
 
 
-def parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ScenarioError(f"{source}: invalid YAML{where}: {problem}") from None
+def _check_compute_trace(s: Scenario) -> None:
+    """A compute trace that does not cycle must have a row for every step a worker takes.  Under rounds every worker
+    takes one step per update; otherwise the steps depend on the schedule, which is simulated here when the file
+    is shorter than the run (cheap: the file bounds the steps), unless the durations depend on the problem's
+    flops or message sizes, which only the run knows."""
+    trace, steps = s.cluster.compute_trace, s.run.updates * s.protocol.local_steps
+    if trace is None or trace.cycle or not s.protocol.simulated:
+        return
+    rows, failures = len(trace.table), s.cluster.failures is not None
+    if rows >= steps and not failures:  # no worker takes more steps than there are updates
+        return
+    if s.protocol.family is Family.ROUNDS and not failures:  # every worker takes exactly one step per round
+        raise ParamError(f"cluster.compute_trace.path has {rows} rows but every worker takes {steps} steps in "
+                         f"{s.run.updates} rounds; set cluster.compute_trace.cycle: true or run fewer updates")
+    net = s.cluster.network
+    if s.cluster.flops_per_second is None and net.uplink_bandwidth is None and net.downlink_bandwidth is None:
+        simulate(s.cluster, s.protocol, K, s.seed)  # raises the same error as the run would
 
 
 def default_scenario_text() -> str:
@@ -150,12 +210,8 @@ def load_scenario(path: str | Path | None = None, overrides: Iterable[str] = (),
     ``overrides`` are ``dotted.key=value`` strings (as the CLI's ``--set``); ``seed`` replaces the root seed.
     """
     if path is None:
-        text, source = default_scenario_text(), f"<built-in {DEFAULT_SCENARIO}>"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise ScenarioError(f"scenario file {str(p)!r} not found")
-        text, source = p.read_text(), str(p)
-        with relative_to(p.parent):
-            return from_dict(parse_yaml(text, source), overrides, seed)
-    return from_dict(parse_yaml(text, source), overrides, seed)
+        return from_dict(parse_yaml(default_scenario_text(), f"<built-in {DEFAULT_SCENARIO}>"), overrides, seed)
+    p = Path(path)
+    data = load_yaml(p, "scenario file")
+    with relative_to(p.parent):
+        return from_dict(data, overrides, seed)

@@ -36,7 +36,8 @@ from pathlib import Path
 import pandas as pd
 
 from .params import ScenarioError, relative_to
-from .scenario import Scenario, apply_override, from_dict, parse_yaml
+from .files import load_yaml
+from .scenario import Scenario, apply_override, from_dict
 
 STUDY_KEYS = ("compare", "sweep", "target", "reference")
 
@@ -77,6 +78,13 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None) -> Study:
     if not isinstance(sweep, dict) or len(sweep) > 1 or any(not isinstance(v, list) or not v for v in sweep.values()):
         raise ScenarioError(f"sweep must map one dotted key to a non-empty list of values, got {sweep!r}")
     key, values = next(iter(sweep.items())) if sweep else (None, [None])
+    if key is not None:
+        for assignment in overrides:
+            given = assignment.partition("=")[0]
+            if given == key or key.startswith(given + ".") or given.startswith(key + "."):
+                shown = ", ".join(map(str, values[:6])) + (", ..." if len(values) > 6 else "")
+                raise ScenarioError(f"--set {given}: the study sweeps {key} ({shown}), so the --set would replace "
+                                    f"the swept values while the results still name them; edit the sweep instead")
     target = data.get("target", 0.01)
     level = isinstance(target, dict) and len(target) == 1 and isinstance(next(iter(target.values())), (int, float))
     if not level and (not isinstance(target, (int, float)) or not 0 < target < 1):
@@ -104,10 +112,11 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None) -> Study:
 
 def load_study(path) -> Study:
     p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(f"scenario file {str(p)!r} not found")
+    data = load_yaml(p, "study file")
+    if not is_study(data):
+        raise ScenarioError(f"study file {str(p)!r} has no compare section (a plain scenario: use load_scenario)")
     with relative_to(p.parent):
-        return study_from_dict(parse_yaml(p.read_text(), str(p)))
+        return study_from_dict(data)
 
 
 def run_study(study: Study, out_dir, engine: str = "auto", plots: bool = True, log=print) -> pd.DataFrame:
@@ -123,12 +132,12 @@ def run_study(study: Study, out_dir, engine: str = "auto", plots: bool = True, l
             results[label] = res
             s = res.summary
             rows.append({"variant": variant, **({study.sweep_key: value} if study.sweep_key else {}),
-                         "updates": s["updates"], "simulated_time": s["simulated_time"],
-                         "initial_loss": float(res.metrics["loss"].iloc[0]), "final_loss": s["final_loss"],
-                         "stopped_at": s.get("stopped_at"), "staleness_max": s["staleness"]["max"],
-                         **_final_accuracy(res.metrics), **_memory_mb(s)})
-            log(f"  {label:<28} {s['updates']:>7} updates   time {s['simulated_time']:.6g}   "
-                f"loss {s['final_loss']:.6g}")
+                         "updates": s.updates, "simulated_time": s.simulated_time,
+                         "initial_loss": float(res.metrics["loss"].iloc[0]), "final_loss": s.final_loss,
+                         "stopped_at": s.stopped_at, "staleness_max": s.staleness.max,
+                         **_final_accuracy(res.metrics), **_memory_mb(s.algorithm_extra)})
+            log(f"  {label:<28} {s.updates:>7} updates   time {s.simulated_time:.6g}   "
+                f"loss {s.final_loss:.6g}")
         table = pd.DataFrame(rows)
         table["time_to_target"] = _times_to_target(table, [r.metrics for r in results.values()], study)
         table.to_csv(tmp / "comparison.csv", index=False, float_format="%.10g")
@@ -156,10 +165,11 @@ def _final_accuracy(metrics: pd.DataFrame) -> dict:
     return {f"final_{c}": float(metrics[c].iloc[-1]) for c in ("train_accuracy", "test_accuracy") if c in metrics}
 
 
-def _memory_mb(summary: dict) -> dict:
-    """Memory per node in MB (1e6 bytes), where the algorithm reports it (``memory_bytes_per_node``): the predicted
-    total, the bytes its arrays hold in the predicted categories, and the held total with the input data."""
-    memory = summary.get("memory_bytes_per_node")
+def _memory_mb(extra: dict) -> dict:
+    """Memory per node in MB (1e6 bytes), where the algorithm reports it (``memory_bytes_per_node`` among the
+    summary's ``algorithm_extra``): the predicted total, the bytes its arrays hold in the predicted categories,
+    and the held total with the input data."""
+    memory = extra.get("memory_bytes_per_node")
     if memory is None:
         return {}
     held = memory["held"]

@@ -19,6 +19,7 @@ from scipy import integrate, special
 
 from .params import require
 from .timing.laws import Bimodal, DelayLaw, Exponential, Mixture, Pareto, Scaled, ShiftedExponential
+from .timing.rounds import allreduce_time  # noqa: F401  (the all-reduce model is the simulator's own)
 
 Laws = DelayLaw | Sequence[DelayLaw]
 
@@ -251,24 +252,6 @@ def p_slow_round(p: float, n: int) -> float:
     require(0 <= p <= 1, "p", "must be in [0, 1]", p)
     n = _check_n(n)
     return 1.0 if p == 1 else -math.expm1(n * math.log1p(-p))
-
-
-def allreduce_time(n: int, alpha: float, message_bytes: float, bandwidth: float | None = None) -> float:
-    """Ring all-reduce of a message of m bytes over n nodes: 2 (n - 1) (alpha + m / (n beta)), with alpha the
-    per-message latency in seconds and beta the link bandwidth in bytes per second (``None``: infinite).
-
-    A reduce-scatter and an all-gather, each n - 1 steps in which every node sends one chunk of m/n bytes to its
-    neighbour (Patarasuk and Yuan, "Bandwidth optimal all-reduce algorithms for clusters of workstations", JPDC
-    2009; Thakur, Rabenseifner and Gropp, "Optimization of collective communication operations in MPICH", IJHPCA
-    2005).  Zero for n = 1.
-    """
-    n = _check_n(n)
-    require(alpha >= 0 and math.isfinite(alpha), "alpha", "must be finite and >= 0", alpha)
-    require(message_bytes >= 0 and math.isfinite(message_bytes), "message_bytes", "must be finite and >= 0",
-            message_bytes)
-    require(bandwidth is None or bandwidth > 0, "bandwidth", "must be > 0 or None (infinite)", bandwidth)
-    transfer = 0.0 if bandwidth is None else message_bytes / (n * bandwidth)
-    return 2 * (n - 1) * (alpha + transfer)
 
 
 def _count_done(t: float, taus: np.ndarray) -> int:

@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from ..budget import Footprint
 from ..params import ParamError, require
 from ..problems.mlp import activate, hinge_cost
 from .base import Algorithm
@@ -292,7 +293,7 @@ class ADMMNet(Algorithm):
     l = k mod L + 1 of iteration k // L.  In round k a worker first finishes the previous round's layer with the
     weights it read (after W_l, l < L: the a_l and z_l updates; after W_L: z_L, then lambda, which stays 0 during
     iterations 0..warmup-1), then sends (z_l a_{l-1}^T, a_{l-1} a_{l-1}^T) over its shard; ``apply`` sums the n
-    messages in worker order and solves W_l.  Every worker must take part in every round (``protocols``: sync,
+    messages in worker order and solves W_l.  Every worker must take part in every round (``accepts``: sync,
     allreduce), and the iterates depend on the number of workers only through the summation order.
 
     Cost model, with sizes n_0..n_L, m = ceil(n_samples / N) the largest shard, E = 10 flops per entrywise update:
@@ -317,7 +318,11 @@ class ADMMNet(Algorithm):
     warmup: int = 10
     rcond: float = RCOND
 
-    protocols = ("sync", "allreduce")
+    serial_step = True
+
+    @staticmethod
+    def accepts(protocol):
+        return protocol.every_worker
 
     def __post_init__(self):
         for name in ("beta", "gamma"):
@@ -332,36 +337,55 @@ class ADMMNet(Algorithm):
 
     # -- problem checks and per-layer values
 
+    def check(self, scenario):
+        """The problem spec must be a network ADMM can train (``_check_network``), before any data are built."""
+        spec = scenario.problem
+        self._check_network(getattr(spec, "loss", None), getattr(spec, "bias", None),
+                            getattr(spec, "activation", None), getattr(spec, "sizes", None),
+                            scenario.cluster.workers, getattr(spec, "samples", (None,))[0], "algorithm.")
+
     def bind(self, problem, n_workers=None):
-        """Check that ``problem`` is an MLP ADMM can train (hinge loss, no bias, relu or hard_sigmoid) and that the
-        per-layer beta, gamma have L and L - 1 entries; unchanged otherwise."""
-        require(getattr(problem, "loss_kind", None) == "hinge", "problem.loss",
-                "must be hinge for admm_nn (its z_L-update is the hinge's closed form)",
-                getattr(problem, "loss_kind", None))
-        require(getattr(problem, "bias", None) is False, "problem.bias",
-                "must be false for admm_nn (the layers are z_l = W_l a_{l-1})", getattr(problem, "bias", None))
-        require(getattr(problem, "activation", None) in ACTIVATIONS, "problem.activation",
-                f"must be one of {', '.join(ACTIVATIONS)} for admm_nn (the z-update needs a piecewise-linear h)",
-                getattr(problem, "activation", None))
-        L = len(problem.sizes) - 1
-        require(L >= 1, "problem.sizes", "must have at least one layer", problem.sizes)
+        """Check that ``problem`` is an MLP ADMM can train (``_check_network``); unchanged otherwise."""
+        self._check_network(getattr(problem, "loss_kind", None), getattr(problem, "bias", None),
+                            getattr(problem, "activation", None), getattr(problem, "sizes", None), n_workers,
+                            len(problem.y_train) if hasattr(problem, "y_train") else None)
         require(problem.sizes[-1] == problem.n_classes, "problem.sizes",
                 f"must end with the number of classes ({problem.n_classes})", problem.sizes)
-        self.betas(L)
-        self.gammas(L)
-        if n_workers is not None:
-            n = len(problem.y_train)
-            require(n_workers <= n, "cluster.workers", f"must be <= the training samples ({n}) for admm_nn",
-                    n_workers)
         return self
 
-    def betas(self, L: int) -> tuple[float, ...]:
-        """(beta_1, ..., beta_L)."""
-        return _per_layer(self.beta, L, "beta")
+    def _check_network(self, loss, bias, activation, sizes, n_workers, train, prefix: str = "") -> None:
+        """Hinge loss, no bias, relu or hard_sigmoid, at least one layer, per-layer beta and gamma with L and L - 1
+        entries, and no more workers than training samples (each holds a shard)."""
+        require(loss == "hinge", "problem.loss", "must be hinge for admm_nn (its z_L-update is the hinge's closed "
+                "form)", loss)
+        require(bias is False, "problem.bias", "must be false for admm_nn (the layers are z_l = W_l a_{l-1})", bias)
+        require(activation in ACTIVATIONS, "problem.activation",
+                f"must be one of {', '.join(ACTIVATIONS)} for admm_nn (the z-update needs a piecewise-linear h)",
+                activation)
+        L = len(sizes) - 1
+        require(L >= 1, "problem.sizes", "must have at least one layer", sizes)
+        self.betas(L, prefix)
+        self.gammas(L, prefix)
+        if n_workers is not None and train is not None:
+            require(n_workers <= train, "cluster.workers", f"must be <= the training samples ({train}) for admm_nn",
+                    n_workers)
 
-    def gammas(self, L: int) -> tuple[float, ...]:
+    def memory(self, problem, workers, vectors_per_worker=2.0):
+        """The workers' shards: a_l, z_l and lambda for every training sample, besides the weights."""
+        sizes, train = getattr(problem, "sizes", (problem.dim,)), getattr(problem, "samples", (0,))[0]
+        base = super().memory(problem, workers, vectors_per_worker)
+        shards = 8.0 * train * (2 * sum(sizes) + 2 * sizes[-1])
+        return base if base.bytes > shards else Footprint(
+            base.bytes + shards, "problem.n_train", getattr(problem, "n_train", None),
+            f"the shards' activations of {train} samples")
+
+    def betas(self, L: int, prefix: str = "") -> tuple[float, ...]:
+        """(beta_1, ..., beta_L)."""
+        return _per_layer(self.beta, L, prefix + "beta")
+
+    def gammas(self, L: int, prefix: str = "") -> tuple[float, ...]:
         """(gamma_1, ..., gamma_{L-1})."""
-        return _per_layer(self.gamma, L - 1, "gamma")
+        return _per_layer(self.gamma, L - 1, prefix + "gamma")
 
     # -- the Algorithm interface
 

@@ -18,7 +18,10 @@ An algorithm is a frozen dataclass of hyper-parameters with pure methods:
 - cost model (for ``cluster.flops_per_second``): ``work(problem, n_workers)`` flops of one worker step,
   ``message_bytes(problem, n_workers)`` the size of a message (None: 8 bytes per parameter), ``serial_flops(problem)``
   the flops every node spends after each round's reduction before the next version exists (ADMM's solve);
-- ``protocols``: the protocol kinds the method runs under (None: any).
+- requirements, checked when a scenario loads (so ``validate`` and ``run`` agree): ``accepts(protocol)`` says from the
+  protocol's capabilities (its family, ``every_worker``, ``takes_local_steps``, ...) whether the method is defined
+  under it, and ``check(scenario)`` checks what else it needs of the problem spec, the cluster and the run;
+  ``serial_step``: the method has a serial step after each round (so ``cluster.flops_per_second`` must time it).
 
 No method mutates its inputs (the tests pass read-only arrays).  One implementation serves the replay and the real
 execution mode.
@@ -26,11 +29,13 @@ execution mode.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import Registry, ScenarioError
+from ..timing.protocol import ClassCapabilities
 
 
 class ApplyInfo(NamedTuple):
@@ -42,13 +47,59 @@ class ApplyInfo(NamedTuple):
     staleness: tuple[int, ...]
     problem: object = None
 
+    @classmethod
+    def at(cls, update: int, workers, read_versions, problem=None) -> "ApplyInfo":
+        """The info of update k = ``update`` made of the contributions of ``workers`` (in worker order), which read
+        ``read_versions``: staleness tau_j = k - r_j (docs/ARCHITECTURE.md, "Versions and staleness").  Every
+        apply in the package (replay, real server and barrier, real Hogwild, calibration) builds its info here."""
+        return cls(update, tuple(workers), tuple(update - r for r in read_versions), problem)
+
+
+class _AcceptedKinds:
+    """``Algorithm.protocols``: the registered protocol kinds whose class capabilities the algorithm accepts, in
+    registration order (derived from ``accepts``; the messages of the scenario check list them)."""
+
+    def __get__(self, obj, cls) -> tuple[str, ...]:
+        from ..timing.protocols import Protocol  # (every protocol family registered)
+
+        return tuple(k for k, p in Protocol.registry.items() if cls.accepts(ClassCapabilities(p)))
+
 
 class Algorithm:
     """Base class of algorithms; ``Algorithm.registry`` maps YAML ``kind`` names to algorithms."""
 
     registry = Registry("algorithm")
-    protocols: tuple[str, ...] | None = None
-    """The protocol kinds this algorithm runs under (None: any); checked when a scenario loads."""
+    vector_state: ClassVar[bool] = False
+    """True when the server state is the parameter vector itself (``init``'s state, what ``apply`` takes and
+    returns), so lock-free shared memory can hold it (real Hogwild)."""
+    serial_step: ClassVar[bool] = False
+    """True when every round ends with a serial step timed in flops (``serial_flops``), as ADMM's solve."""
+
+    @staticmethod
+    def accepts(protocol) -> bool:
+        """Whether this method is defined under ``protocol``, answered from the protocol's capabilities
+        (``asyncsim.timing.protocol``); default: under any protocol."""
+        return True
+
+    protocols = _AcceptedKinds()
+
+    def memory(self, problem, workers: int, vectors_per_worker: float = 2.0) -> Footprint:
+        """About the bytes of parameter-sized arrays a run holds (``problem``: the spec): the server state and
+        ``vectors_per_worker`` per worker (a message in flight, a read buffer)."""
+        dim = problem.dim
+        total = 8.0 * dim * (vectors_per_worker * workers + 8)
+        if workers > dim:
+            return Footprint(total, "cluster.workers", workers, f"{vectors_per_worker:g} vectors of {dim} per worker")
+        return Footprint(total, "problem.dim", dim, f"parameter vectors of {dim} entries")
+
+    def resolve(self, protocol) -> "Algorithm":
+        """This algorithm with the defaults the protocol sets filled in (default: unchanged; the local-step
+        methods take the protocol's ``local_steps``)."""
+        return self
+
+    def check(self, scenario) -> None:
+        """Raise ParamError (naming the YAML path) if the scenario's problem spec, cluster or run do not meet a
+        condition of this method; called when a scenario loads.  Default: nothing to check."""
 
     def draw(self, problem, rng: np.random.Generator, n_steps: int):
         raise NotImplementedError

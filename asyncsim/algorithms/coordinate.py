@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..params import ParamError, require
+from ..params import ParamError, kind, require
 from ..problems.base import block_bounds
 from .base import Algorithm, step_flops
 from .sgd import check_box, project
@@ -66,10 +66,10 @@ class CoordinateSteps(Algorithm):
         require(self.choice in CHOICES, "choice", f"must be one of {', '.join(CHOICES)}", self.choice)
         check_box(self.lower, self.upper)
 
-    def _bound_blocks(self, problem) -> int:
-        """The number of blocks for ``problem`` (None: its dim), checked against its dim."""
+    def _bound_blocks(self, problem, name: str = "blocks") -> int:
+        """The number of blocks for ``problem`` (a problem or its spec; None: its dim), checked against its dim."""
         blocks = problem.dim if self.blocks is None else self.blocks
-        require(blocks <= problem.dim, "blocks", f"must be <= the problem's dim ({problem.dim})", blocks)
+        require(blocks <= problem.dim, name, f"must be <= the problem's dim ({problem.dim})", blocks)
         return blocks
 
     def _draw_blocks(self, problem, rng, n_steps) -> np.ndarray:
@@ -127,6 +127,7 @@ class AsySCD(CoordinateSteps):
 
     gamma: float | None = None
     lr: float | None = None
+    vector_state = True
 
     def __post_init__(self):
         if self.gamma is None:
@@ -139,6 +140,13 @@ class AsySCD(CoordinateSteps):
                     "must be in (0, 2) (a coordinate step gamma / L_i with gamma >= 2 is not a descent step)",
                     self.gamma)
         self._check_coordinates()
+
+    def check(self, scenario):
+        spec = scenario.problem
+        self._bound_blocks(spec, "algorithm.blocks")
+        require(self.lr is not None or spec.knows_block_smoothness, "algorithm.gamma",
+                f"needs the block Lipschitz constants L_i, which problem {kind(spec)} does not provide; set lr "
+                "instead", self.gamma)
 
     def bind(self, problem, n_workers=None):
         blocks = self._bound_blocks(problem)

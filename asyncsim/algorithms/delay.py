@@ -14,11 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..params import require
+from ..params import kind, require
+from ..timing.protocol import Family
 from .base import Algorithm
 from .sgd import SGD
 
 register = Algorithm.registry.register
+
+
+def asynchronous(protocol) -> bool:
+    """One gradient per update, applied at whatever staleness it has: an asynchronous server (or a given schedule
+    of delays) or lock-free shared memory, without local steps."""
+    return protocol.family in (Family.ASYNC, Family.SHARED_MEMORY) and not protocol.takes_local_steps
 
 
 @register("asysg")
@@ -34,7 +41,7 @@ class AsySG(SGD):
     The theory takes gamma = O(1 / sqrt(M K sigma^2)) and promises linear speedup while the staleness bound T
     satisfies K >= O(M T^2 / sigma^2)."""
 
-    protocols = ("async", "shared_memory")
+    accepts = staticmethod(asynchronous)
 
     def step(self, info):
         return self.lr * self.batch_size
@@ -53,7 +60,7 @@ class DelayAdaptive(SGD):
     method's guarantee depends on n and not on the largest delay."""
 
     workers: int | None = None
-    protocols = ("async", "ssp", "shared_memory")
+    accepts = staticmethod(asynchronous)
 
     def __post_init__(self):
         super().__post_init__()
@@ -86,7 +93,7 @@ class Koloskova(SGD):
     tau_c: int | None = None
     L: float | None = None
     stale: str = "scale"
-    protocols = ("async", "ssp", "shared_memory")
+    accepts = staticmethod(asynchronous)
 
     def __post_init__(self):
         super().__post_init__()
@@ -94,6 +101,10 @@ class Koloskova(SGD):
                 self.tau_c)
         require(self.L is None or self.L > 0, "L", "must be > 0 (or null: the problem's smoothness)", self.L)
         require(self.stale in ("scale", "drop"), "stale", "must be one of scale, drop", self.stale)
+
+    def check(self, scenario):
+        require(self.L is not None or scenario.problem.knows_smoothness, "algorithm.L",
+                f"must be given: problem {kind(scenario.problem)} has no known smoothness constant", None)
 
     def bind(self, problem, n_workers=None):
         L = problem.smoothness if self.L is None else self.L
@@ -120,7 +131,9 @@ class RennalaSGD(SGD):
 
     The theory takes S = max(1, ceil(sigma^2 / eps)) and gamma = min(1/L, eps S / (2 L sigma^2))."""
 
-    protocols = ("rennala",)
+    @staticmethod
+    def accepts(protocol):
+        return protocol.family is Family.BATCHED
 
 
 @register("ringmaster_asgd")
@@ -134,7 +147,9 @@ class RingmasterASGD(SGD):
 
     The theory takes R = max(1, ceil(sigma^2 / eps)) and gamma = min(1 / (2 R L), eps / (4 L sigma^2))."""
 
-    protocols = ("ringmaster",)
+    @staticmethod
+    def accepts(protocol):
+        return protocol.family is Family.ASYNC and protocol.bounds_staleness and not protocol.takes_local_steps
 
 
 @register("minibatch_sgd")
@@ -146,4 +161,6 @@ class MinibatchSGD(SGD):
 
     so a round takes as long as the slowest worker (e.g. Mishchenko et al. 2022; Tyurin and Richtarik 2023)."""
 
-    protocols = ("sync",)
+    @staticmethod
+    def accepts(protocol):
+        return protocol.family is Family.ROUNDS and not protocol.takes_local_steps

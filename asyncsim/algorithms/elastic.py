@@ -60,7 +60,13 @@ class EASGD(Algorithm):
     momentum: float = 0.0
     batch_size: int = 32
 
-    protocols = ("periodic",)
+    @staticmethod
+    def accepts(protocol):
+        return protocol.takes_local_steps
+
+    def resolve(self, protocol):
+        """``local_steps: null`` takes the protocol's period."""
+        return self if self.local_steps is not None else replace(self, local_steps=protocol.local_steps)
 
     def __post_init__(self):
         require(self.lr > 0, "lr", "must be > 0", self.lr)
@@ -83,6 +89,10 @@ class EASGD(Algorithm):
     def work(self, problem, n_workers):
         """One local step, a minibatch gradient (the periodic protocol draws a compute time per local step)."""
         return minibatch_flops(problem, self.batch_size)
+
+    def memory(self, problem, workers, vectors_per_worker=4.0):
+        """Each worker also keeps its variable x^i and its momentum v."""
+        return super().memory(problem, workers, vectors_per_worker)
 
     def elastic(self, x: np.ndarray, center: np.ndarray) -> np.ndarray:
         """d = alpha (x - x~): the elastic difference of one exchange (both sides use this one function)."""

@@ -23,6 +23,7 @@ class GD(Algorithm):
     """
 
     lr: float
+    vector_state = True
     lower: float | None = None
     upper: float | None = None
 

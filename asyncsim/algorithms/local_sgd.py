@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..params import require
 from .base import Algorithm, average, local_batches, minibatch_flops, total
@@ -23,8 +23,15 @@ class LocalSGD(Algorithm):
     lr: float
     local_steps: int | None = None
     batch_size: int = 32
+    vector_state = True
 
-    protocols = ("periodic",)
+    @staticmethod
+    def accepts(protocol):
+        return protocol.takes_local_steps
+
+    def resolve(self, protocol):
+        """``local_steps: null`` takes the protocol's period."""
+        return self if self.local_steps is not None else replace(self, local_steps=protocol.local_steps)
 
     def __post_init__(self):
         require(self.lr > 0, "lr", "must be > 0", self.lr)

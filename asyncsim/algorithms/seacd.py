@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..params import ParamError, require
+from ..params import ParamError, kind, require
 from .base import Algorithm
 from .coordinate import BlockGrad, CoordinateSteps
 from .sgd import project
@@ -129,14 +129,35 @@ class SEACD(CoordinateSteps):
         require(self.window is None or self.window >= 1, "window", "must be >= 1", self.window)
         self._check_coordinates()
 
+    def check(self, scenario):
+        """Blocks within the dim, a known L, the step bound when L is given, and delays bounded by tau: the
+        protocol must promise it (``Protocol.staleness_bound``), since an update over the bound stops the run."""
+        spec, protocol = scenario.problem, scenario.protocol
+        self._bound_blocks(spec, "algorithm.blocks")
+        require(self.L is not None or spec.knows_smoothness, "algorithm.L", f"must be given: problem {kind(spec)} "
+                "has no known smoothness constant, and SEACD's step and energy need L", None)
+        if self.L is not None and self.lr is not None:
+            self._check_step(self.lr, self.L, "algorithm.lr")
+        bound = protocol.staleness_bound(scenario.cluster, scenario.run.updates)
+        if bound is None or bound > self.tau:
+            promise = ("does not bound them (random or interacting durations)" if bound is None else
+                       f"bounds them only by {bound}")
+            raise ParamError(f"algorithm.tau must bound every update's staleness: SEACD assumes delays bounded by "
+                             f"tau = {self.tau}, but protocol {kind(protocol)} {promise}; run it under protocol "
+                             f"ringmaster (max_staleness: {self.tau}) or serial_async (tau: {self.tau}), or raise "
+                             f"tau, got {self.tau}")
+
+    def _check_step(self, lr: float, L: float, name: str = "lr") -> None:
+        bound = 2.0 / ((2 * self.tau + 1) * L)
+        require(lr < bound, name, f"must be < 2 / ((2 tau + 1) L) = {bound:.6g} (tau = {self.tau}, L = {L:.6g}), "
+                "the step-size bound of delayed coordinate descent", lr)
+
     def bind(self, problem, n_workers=None):
         L = problem.smoothness if self.L is None else self.L
         require(L is not None, "L", f"must be given: {type(problem).__name__} has no known smoothness constant, "
                 "and SEACD's step and energy need L", None)
-        bound = 2.0 / ((2 * self.tau + 1) * L)
-        lr = bound / 2 if self.lr is None else self.lr
-        require(lr < bound, "lr", f"must be < 2 / ((2 tau + 1) L) = {bound:.6g} (tau = {self.tau}, L = {L:.6g}), the "
-                "step-size bound of delayed coordinate descent", lr)
+        lr = 2.0 / ((2 * self.tau + 1) * L) / 2 if self.lr is None else self.lr  # half the bound
+        self._check_step(lr, L)
         blocks = self._bound_blocks(problem)
         r = self.g_thres / L if self.r is None else self.r
         t_thres = self.t_thres

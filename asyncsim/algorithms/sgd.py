@@ -50,6 +50,7 @@ class SGD(Algorithm):
     batch_size: int = 32
     lower: float | None = None
     upper: float | None = None
+    vector_state = True
 
     def __post_init__(self):
         require(self.lr > 0, "lr", "must be > 0", self.lr)

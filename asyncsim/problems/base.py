@@ -1,7 +1,10 @@
 """Problem interface.
 
 A *spec* (frozen dataclass, registered under a YAML ``kind``) holds the parameters and is validated when a scenario
-is loaded; ``spec.build(rng)`` makes the *problem* (data and methods) from the DATA stream.  A problem exposes
+is loaded; ``spec.build(rng)`` makes the *problem* (data and methods) from the DATA stream.  A spec also says, before
+any data exist, its ``dim``, about how much memory the problem will hold (``memory()``, for the run's budget) and
+what the built problem will know (``knows_smoothness``, ``knows_block_smoothness``, ``counts_flops``), so that a
+scenario can be checked without building it.  A problem exposes
 ``dim``, ``loss(x)``, ``grad(x, batch=None)`` (full gradient when ``batch`` is None), ``partial_grad(x, block, batch)``
 (the gradient restricted to a contiguous block of coordinates), ``sample_batches(rng, n, b)`` (the minibatches of n
 steps, stacked), ``initial_point(rng)``, and, where known, ``optimum``, ``optimal_loss``, ``smoothness`` (L),
@@ -12,19 +15,33 @@ in the tests.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import Registry
 
 
 class ProblemSpec:
-    """Base class of problem specs; ``ProblemSpec.registry`` maps YAML ``kind`` names to specs."""
+    """Base class of problem specs; ``ProblemSpec.registry`` maps YAML ``kind`` names to specs.  A spec has a
+    ``dim`` (the number of parameters) and builds the problem with ``build(rng)``."""
 
     registry = Registry("problem")
+    knows_smoothness: ClassVar[bool] = False
+    """True when the built problem knows L (``Problem.smoothness`` is not None)."""
+    knows_block_smoothness: ClassVar[bool] = False
+    """True when the built problem knows the block constants L_i (``Problem.block_smoothness``)."""
+    counts_flops: ClassVar[bool] = False
+    """True when the built problem counts its gradient's flops (``Problem.grad_flops``)."""
 
     def build(self, rng: np.random.Generator) -> "Problem":
         raise NotImplementedError
+
+    def memory(self) -> Footprint:
+        """About the bytes the built problem holds, with the field that sizes it (default: a few vectors of dim)."""
+        dim = getattr(self, "dim", 0)
+        return Footprint(32.0 * dim, "problem.dim", dim, "problem data")
 
 
 def block_bounds(dim: int, blocks: int) -> np.ndarray:

@@ -124,6 +124,76 @@ def write_idx(path: str | Path, array) -> Path:
     return path
 
 
+def idx_shape(path: str | Path) -> tuple[int, ...]:
+    """The shape an IDX file declares, checked against the length of its data (streamed, so nothing large is
+    held; gzip is decompressed on the fly).  The same errors as ``read_idx``."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        stream = gzip.open(path, "rb") if gz else open(path, "rb")
+    except OSError as err:
+        raise ScenarioError(f"cannot read IDX file {str(path)!r}: {err.strerror or err}") from None
+    try:
+        with stream:
+            head = stream.read(4)
+            if len(head) < 4 or head[:2] != b"\x00\x00":
+                raise ScenarioError(f"IDX file {str(path)!r} has a bad magic number {head.hex() or 'none'} "
+                                    "(expected two zero bytes, a type byte and a dimension count)")
+            code, ndim = head[2], head[3]
+            if code not in IDX_TYPES:
+                raise ScenarioError(f"IDX file {str(path)!r} has an unknown type byte 0x{code:02X} (expected one of "
+                                    f"{', '.join(f'0x{c:02X}' for c in IDX_TYPES)})")
+            dims = stream.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ScenarioError(f"IDX file {str(path)!r} is truncated: {ndim} dimensions need a {4 + 4 * ndim}-"
+                                    f"byte header, found {4 + len(dims)} bytes")
+            shape = struct.unpack(f">{ndim}I", dims)
+            expected = int(np.prod(shape, dtype=np.int64)) * IDX_TYPES[code].itemsize
+            found = 0
+            while chunk := stream.read(1 << 22):
+                found += len(chunk)
+    except (OSError, EOFError, zlib.error) as err:
+        msg = " ".join(str(err).split())
+        raise ScenarioError(f"IDX file {str(path)!r} is not a valid gzip file ({msg})") from None
+    if found != expected:
+        what = "truncated" if found < expected else "longer than its dimensions say"
+        raise ScenarioError(f"IDX file {str(path)!r} is {what}: shape {shape} of {IDX_TYPES[code].name} needs "
+                            f"{expected} bytes of data, found {found}")
+    return shape
+
+
+def check_mnist(directory: str | Path, n_train: int | None = None, n_test: int | None = None) -> tuple[int, int]:
+    """Check MNIST's four files in ``directory`` as ``load_mnist`` would, without loading the images (headers and
+    data lengths, labels in 0..9); return the numbers of training and test samples the problem will hold."""
+    directory = Path(directory)
+    counts = []
+    for images_name, labels_name, n, which in ((MNIST_FILES[0], MNIST_FILES[1], n_train, "train"),
+                                               (MNIST_FILES[2], MNIST_FILES[3], n_test, "test")):
+        images_path, labels_path = _find(directory, images_name), _find(directory, labels_name)
+        shape, labels = idx_shape(images_path), read_idx(labels_path)
+        _check_pair(images_path, labels_path, shape, labels)
+        if n is not None and not 1 <= n <= shape[0]:
+            raise ScenarioError(f"problem.n_{which} must be in [1, {shape[0]}] (the {which} images in "
+                                f"{str(directory)!r}), got {n}")
+        labels = labels[:n]
+        pixels = int(np.prod(shape[1:]))
+        if pixels != 784 or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
+            raise ScenarioError(f"problem.path: MNIST {'training' if which == 'train' else which} images must have 784 "
+                                f"pixels and labels in 0..9, got {pixels} pixels and labels {labels.min()}.."
+                                f"{labels.max()} in {str(directory)!r}")
+        counts.append(len(labels))
+    return counts[0], counts[1]
+
+
+def _check_pair(images_path: Path, labels_path: Path, shape: tuple[int, ...], labels: np.ndarray) -> None:
+    if len(shape) != 3:
+        raise ScenarioError(f"MNIST file {str(images_path)!r} must hold images (3 dimensions), got shape {shape}")
+    if labels.ndim != 1 or len(labels) != shape[0]:
+        raise ScenarioError(f"MNIST file {str(labels_path)!r} must hold one label per image ({shape[0]}), got "
+                            f"shape {labels.shape}")
+
+
 def _find(directory: Path, name: str) -> Path:
     for candidate in (directory / name, directory / f"{name}.gz"):
         if candidate.is_file():
@@ -134,12 +204,7 @@ def _find(directory: Path, name: str) -> Path:
 def _images_labels(directory: Path, images_name: str, labels_name: str, n: int | None, which: str):
     images_path, labels_path = _find(directory, images_name), _find(directory, labels_name)
     images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3:
-        raise ScenarioError(f"MNIST file {str(images_path)!r} must hold images (3 dimensions), got shape "
-                            f"{images.shape}")
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise ScenarioError(f"MNIST file {str(labels_path)!r} must hold one label per image ({len(images)}), got "
-                            f"shape {labels.shape}")
+    _check_pair(images_path, labels_path, images.shape, labels)
     if n is not None:
         if not 1 <= n <= len(images):
             raise ScenarioError(f"problem.n_{which} must be in [1, {len(images)}] (the {which} images in "

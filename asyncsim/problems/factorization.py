@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import ScenarioError, require
 from .base import Problem, ProblemSpec
 
@@ -229,10 +230,17 @@ class MatrixFactorization(ProblemSpec):
         require(self.noise >= 0, "noise", "must be >= 0", self.noise)
         require(self.init_scale > 0, "init_scale", "must be > 0", self.init_scale)
 
+    counts_flops = True
+
     @property
     def dim(self) -> int:
         """m k + k n: the entries of U and F."""
         return (self.m + self.n) * self.rank
+
+    def memory(self):
+        """S (m x n) and the residual and products of a gradient, each m x n."""
+        return Footprint(32.0 * self.m * self.n + 32.0 * self.dim, "problem.m", self.m,
+                         f"the {self.m} x {self.n} data matrix")
 
     def build(self, rng):
         U = rng.standard_normal((self.m, self.true_rank))
@@ -324,10 +332,18 @@ class NMF(ProblemSpec):
         require(self.init_scale is None or self.init_scale > 0, "init_scale", "must be > 0 (or null for the "
                 "default 2 sqrt(mean(A) / rank))", self.init_scale)
 
+    counts_flops = True
+
     @property
     def dim(self) -> int:
         """m k + k n: the entries of W and H."""
         return sum(self.shape()) * self.rank
+
+    def memory(self):
+        """A (m x n) and the residual and products of a gradient, each m x n."""
+        m, n = self.shape()
+        return Footprint(32.0 * m * n + 32.0 * self.dim, "problem.m" if self.data == "synthetic" else "problem.rank",
+                         self.m if self.data == "synthetic" else self.rank, f"the {m} x {n} data matrix")
 
     def shape(self) -> tuple[int, int]:
         """(m, n) of the data matrix A."""

@@ -7,6 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import require
 from .base import FiniteSum, ProblemSpec
 
@@ -47,6 +48,13 @@ class LeastSquares(ProblemSpec):
         require(self.dim >= 1, "dim", "must be >= 1", self.dim)
         require(self.n_samples >= self.dim, "n_samples", f"must be >= dim ({self.dim}) for a unique optimum", self.n_samples)
         require(self.noise >= 0, "noise", "must be >= 0", self.noise)
+
+    knows_smoothness = True
+
+    def memory(self):
+        """A (n x d) three times over: the matrix, and the copy and workspace of its 2-norm (an SVD)."""
+        return Footprint(24.0 * self.n_samples * self.dim, "problem.n_samples", self.n_samples,
+                         f"the {self.n_samples} x {self.dim} data matrix")
 
     def build(self, rng):
         A = rng.standard_normal((self.n_samples, self.dim))

@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 from scipy.special import expit
 
+from ..budget import Footprint
 from ..params import require
 from .base import FiniteSum, ProblemSpec
 
@@ -70,6 +71,13 @@ class Logistic(ProblemSpec):
         require(self.n_samples >= 1, "n_samples", "must be >= 1", self.n_samples)
         require(self.l2 >= 0, "l2", "must be >= 0", self.l2)
         require(self.signal >= 0, "signal", "must be >= 0", self.signal)
+
+    knows_smoothness = True
+
+    def memory(self):
+        """A (n x d) three times over: the matrix, and the copy and workspace of its 2-norm (an SVD)."""
+        return Footprint(24.0 * self.n_samples * self.dim, "problem.n_samples", self.n_samples,
+                         f"the {self.n_samples} x {self.dim} data matrix")
 
     def build(self, rng):
         A = rng.standard_normal((self.n_samples, self.dim)) / np.sqrt(self.dim)

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import ScenarioError, require, resolve_path
 from .base import Problem, ProblemSpec
-from .datasets import DIGITS_SAMPLES, load_digits, load_mnist
+from .datasets import DIGITS_SAMPLES, check_mnist, load_digits, load_mnist
 
 ACTIVATIONS = ("relu", "tanh", "hard_sigmoid")
 LOSSES = ("cross_entropy", "hinge")
@@ -265,6 +266,7 @@ class MLP(ProblemSpec):
     test_fraction: float = 0.25
     n_train: int | None = None
     n_test: int | None = None
+    counts_flops = True
 
     def __post_init__(self):
         require(self.data in DATA, "data", f"must be one of {', '.join(DATA)}", self.data)
@@ -294,6 +296,26 @@ class MLP(ProblemSpec):
             if self.data == "digits":
                 require(n is None or n <= limit, name, f"must be <= the {limit} digits samples of the split "
                         f"(test_fraction {self.test_fraction})", n)
+        if self.data == "mnist":  # the files' headers and labels, so that a run cannot fail on them later
+            object.__setattr__(self, "_samples", check_mnist(self.path, self.n_train, self.n_test))
+
+    @property
+    def samples(self) -> tuple[int, int]:
+        """(training, test) samples the problem will hold."""
+        if self.data == "mnist":
+            return self._samples
+        n_test, n_train = self._digits_split()
+        return (n_train if self.n_train is None else self.n_train, n_test if self.n_test is None else self.n_test)
+
+    def memory(self):
+        """The images as float64, and the activations of a full pass over the training set (loss and gradient)."""
+        train, test = self.samples
+        sizes = self.sizes
+        images, passes = 16.0 * (train + test) * sizes[0], 24.0 * train * sum(sizes[1:])
+        total = images + passes + 16.0 * self.dim
+        if passes > images:
+            return Footprint(total, "problem.hidden", list(self.hidden), f"{train} samples through layers {sizes}")
+        return Footprint(total, "problem.n_train", self.n_train, f"{train + test} images of {sizes[0]} pixels")
 
     def _digits_split(self) -> tuple[int, int]:
         """(test, train) sample counts of the digits split."""

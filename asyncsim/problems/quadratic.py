@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import require
 from .base import Problem, ProblemSpec
 
@@ -69,6 +70,12 @@ class Quadratic(ProblemSpec):
             object.__setattr__(self, "eigenvalues", eig)
             require(len(eig) == self.dim, "eigenvalues", f"must have dim ({self.dim}) entries", len(eig))
             require(min(eig) > 0, "eigenvalues", "must all be > 0", min(eig))
+
+    knows_smoothness = True
+
+    def memory(self):
+        """The dense d x d Hessian, its random basis and the QR and symmetrization temporaries."""
+        return Footprint(40.0 * self.dim ** 2, "problem.dim", self.dim, f"the {self.dim} x {self.dim} Hessian")
 
     def spectrum(self) -> np.ndarray:
         if self.eigenvalues is not None:

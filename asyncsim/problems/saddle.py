@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import require
 from .base import Problem, ProblemSpec
 
@@ -124,6 +125,17 @@ class StrictSaddle(ProblemSpec):
         if self.R0 is None:
             object.__setattr__(self, "R0", 2 * math.sqrt(self.g))
         require(self.R0 > 0, "R0", "must be > 0", self.R0)
+
+    knows_smoothness = True
+    knows_block_smoothness = True
+    counts_flops = True
+
+    def memory(self):
+        """The diagonal, or with ``rotate`` the dense d x d basis and its QR temporaries."""
+        d = self.dim
+        if self.rotate:
+            return Footprint(40.0 * d * d, "problem.dim", d, f"the {d} x {d} rotation")
+        return Footprint(64.0 * d, "problem.dim", d, "problem data")
 
     def spectrum(self) -> np.ndarray:
         """The eigenvalues: ``negative`` times -g, then dim - negative log-spaced from mu to L_pos."""

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from ..budget import Footprint
 from ..params import require
 from .base import Problem, ProblemSpec
 
@@ -122,6 +123,16 @@ class SparseQuadratic(ProblemSpec):
         require(0 <= self.density <= 1, "density", "must be in [0, 1]", self.density)
         require(self.dominance >= 1, "dominance", "must be >= 1", self.dominance)
 
+    knows_smoothness = True
+    knows_block_smoothness = True
+    counts_flops = True
+
+    def memory(self):
+        """The off-diagonal pairs in COO and CSR form (values and indices, both halves), a few times over."""
+        pairs = self.density * self.dim * (self.dim - 1) / 2
+        return Footprint(200.0 * pairs + 64.0 * self.dim, "problem.dim", self.dim,
+                         f"a sparse {self.dim} x {self.dim} matrix with {2 * pairs:.3g} nonzeros")
+
     def build(self, rng):
         d = self.dim
         pairs = d * (d - 1) // 2
@@ -230,6 +241,16 @@ class SparseLeastSquares(ProblemSpec):
         require(1 <= self.nnz_per_row <= self.dim, "nnz_per_row", f"must be in [1, dim = {self.dim}]",
                 self.nnz_per_row)
         require(self.noise >= 0, "noise", "must be >= 0", self.noise)
+
+    knows_smoothness = True
+    knows_block_smoothness = True
+    counts_flops = True
+
+    def memory(self):
+        """The n r stored entries (values and column indices) in the draw and in CSR form."""
+        entries = self.n_samples * self.nnz_per_row
+        return Footprint(48.0 * entries + 32.0 * (self.n_samples + self.dim), "problem.n_samples", self.n_samples,
+                         f"a sparse {self.n_samples} x {self.dim} matrix with {entries} nonzeros")
 
     def build(self, rng):
         n, d, r = self.n_samples, self.dim, self.nnz_per_row

@@ -30,20 +30,23 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection, get_context, shared_memory
 
 import numpy as np
 
+from .. import budget
 from ..algorithms.base import ApplyInfo
-from ..params import ScenarioError, kind, to_plain
+from ..params import ParamError, ScenarioError, kind, require, to_plain
 from ..replay import Recorder, replay
 from ..runner import RunResult, build, summarize
+from ..scenario import footprint
+from ..summary import RealOutcome
+from ..timing.protocol import Protocol, RealLoop
 from ..timing.shared_memory import inconsistent_reads
 from ..timing.trace import Status, Trace
 from .worker import BLAS_ENV, HOGWILD_COLUMNS, Waits, WorkerArgs, sleep_until, worker_main
 
-PROTOCOLS = ("async", "periodic", "sync", "shared_memory")
 SEGMENT_PREFIX = "asyncsim_"
 """Every shared memory segment of a real run is named asyncsim_<pid>_<token>_<what> (tests look for leftovers)."""
 STARTUP_TIMEOUT = 120.0
@@ -54,6 +57,39 @@ class RealRunError(RuntimeError):
     """A real run that could not finish: a worker died or raised.  One line, naming the worker."""
 
 
+def check_real(scenario) -> None:
+    """Every condition of a real run of ``scenario``, checked before anything starts (``asyncsim validate --mode
+    real`` and ``run --mode real`` call it when the scenario loads): a protocol with a real loop, failures that
+    real mode cannot emulate, an algorithm whose state shared memory can hold, and the memory of the worker
+    processes, each of which rebuilds the problem.  Raises ScenarioError, one line."""
+    try:
+        _check_real(scenario)
+    except ParamError as err:
+        raise ScenarioError(str(err)) from None
+
+
+def _check_real(scenario) -> None:
+    protocol, spec, cluster = scenario.protocol, scenario.real, scenario.cluster
+    loop = protocol.real_loop
+    if loop is None:
+        allowed = [k for k, cls in Protocol.registry.items() if cls.real_loop is not None]
+        raise ParamError(f"protocol.kind must be one of {', '.join(allowed)} in real mode; got {kind(protocol)!r}")
+    if spec.on_worker_failure == "continue" and loop is RealLoop.BARRIER:
+        raise ParamError(f"real.on_worker_failure continue needs an asynchronous protocol (a barrier waits for "
+                         f"every worker); got protocol {kind(protocol)}, which runs in rounds")
+    require(cluster.failures is None, "cluster.failures", "is not emulated in real mode (there, workers fail for "
+            "real; see real.on_worker_failure): remove it", "failures")
+    if spec.time_scale is not None and loop is not RealLoop.HOGWILD:
+        require(cluster.server.slots == 1, "cluster.server.slots", "must be 1 to emulate the server in real mode "
+                "(one server loop)", cluster.server.slots)
+    if loop is RealLoop.HOGWILD:
+        require(scenario.algorithm.vector_state, "algorithm.kind", "must be an algorithm whose state is the "
+                "parameter vector for protocol shared_memory in real mode (" + ", ".join(
+                    k for k, cls in type(scenario.algorithm).registry.items() if cls.vector_state) + ")",
+                kind(scenario.algorithm))
+    budget.check(footprint(scenario, processes=1 + cluster.workers))
+
+
 def run_real(scenario, progress: Callable[[int, int], None] | None = None,
              watch: Callable[[int, tuple[int, ...]], None] | None = None) -> RunResult:
     """Run ``scenario`` on real processes and return its RunResult (trace in wall-clock seconds).
@@ -62,31 +98,13 @@ def run_real(scenario, progress: Callable[[int, int], None] | None = None,
     (or each wait of a hogwild run) with the worker processes' ids, for monitoring and fault injection.
     """
     start = time.perf_counter()
-    spec = scenario.real
-    protocol = kind(scenario.protocol)
-    rounds = scenario.protocol.rounds
-    if protocol not in PROTOCOLS:
-        raise ScenarioError(f"protocol.kind must be one of {', '.join(PROTOCOLS)} in real mode; got {protocol!r}")
-    if spec.on_worker_failure == "continue" and rounds:
-        raise ScenarioError(f"real.on_worker_failure continue needs an asynchronous protocol (a barrier waits for "
-                            f"every worker); got protocol {protocol}" + (" with synchronous: true" if protocol ==
-                                                                          "periodic" else ""))
-    if spec.time_scale is not None:
-        if scenario.cluster.failures is not None:
-            raise ScenarioError("cluster.failures is not emulated in real mode; remove it or set real.time_scale: "
-                                "null")
-        if scenario.cluster.server.slots != 1 and protocol != "shared_memory":
-            raise ScenarioError(f"cluster.server.slots must be 1 to emulate the server in real mode (one server "
-                                f"loop); got {scenario.cluster.server.slots}")
+    check_real(scenario)
     built = build(scenario)
-    hogwild = protocol == "shared_memory"
-    if hogwild and not _is_vector(built.state, built.problem.dim):
-        raise ScenarioError(f"protocol shared_memory in real mode needs an algorithm whose state is the parameter "
-                            f"vector (sgd, gd, asyscd); got algorithm {kind(scenario.algorithm)}")
+    hogwild = scenario.protocol.real_loop is RealLoop.HOGWILD
     if not hogwild:
         for w in range(scenario.cluster.workers):
             if not _is_vector(built.algorithm.reply(built.state, w), built.problem.dim):
-                raise ScenarioError(f"algorithm {kind(scenario.algorithm)} replies with something other than a "
+                raise ParamError(f"algorithm {kind(scenario.algorithm)} replies with something other than a "
                                     f"vector of the problem's dim; real mode cannot send it through shared memory")
     with _processes(scenario, hogwild) as (procs, conns, segments, lock):
         _await_ready(procs, conns)
@@ -104,7 +122,7 @@ def _processes(scenario, hogwild: bool):
     """Create the shared memory segments and start the workers; on exit stop every worker and unlink every
     segment, whatever happened."""
     n, dim, K = scenario.cluster.workers, scenario.problem.dim, scenario.run.updates
-    sizes = ({"x": dim * 8, "counters": 2 * 8, "table": K * len(HOGWILD_COLUMNS) * 8,
+    sizes = ({"x": dim * 8, "counters": 2 * 8, "writes": n * 8, "table": K * len(HOGWILD_COLUMNS) * 8,
               "snapshots": (K // scenario.run.record_every + 1) * (dim + 1) * 8} if hogwild else
              {"replies": n * dim * 8})
     ctx = get_context(scenario.real.start_method)
@@ -117,6 +135,7 @@ def _processes(scenario, hogwild: bool):
             segments[what] = shared_memory.SharedMemory(name=f"{token}_{what}", create=True, size=max(size, 8))
         if hogwild:
             _view(segments["counters"], (2,), np.int64)[:] = 0
+            _view(segments["writes"], (n,), np.int64)[:] = 0
             _view(segments["table"], (K, len(HOGWILD_COLUMNS)))[:, -1] = 0.0
         lock = ctx.Lock() if hogwild else None
         names = {what: seg.name for what, seg in segments.items()}
@@ -258,7 +277,7 @@ def _serve(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
     s = built.scenario
     spec, K, every, n = s.real, s.run.updates, s.run.record_every, s.cluster.workers
     algorithm, problem = built.algorithm, built.problem
-    rounds = s.protocol.rounds
+    rounds = s.protocol.real_loop is RealLoop.BARRIER
     replies = _view(segments["replies"], (n, problem.dim))
     state = built.state
     for w in range(n):
@@ -304,7 +323,7 @@ def _serve(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
                         continue
                     order = sorted(pending)
                     state = algorithm.apply(state, [pending[v][4] for v in order],
-                                            ApplyInfo(k, tuple(order), (0,) * n, problem))
+                                            ApplyInfo.at(k, order, (k,) * n, problem))
                     if waits is not None and waits.times.serial:
                         sleep_until(clock() + spec.time_scale * waits.times.serial)
                     t_apply = clock() - t0
@@ -312,7 +331,7 @@ def _serve(built, procs, conns, segments, lock, progress, watch) -> _Outcome:
                     targets = order
                     pending.clear()
                 else:
-                    state = algorithm.apply(state, [message], ApplyInfo(k, (w,), (k - version,), problem))
+                    state = algorithm.apply(state, [message], ApplyInfo.at(k, (w,), (version,), problem))
                     t_apply = clock() - t0
                     outcome.rows.append((k, w, step, version, -1, t_read, t_done, t_arrive, t_apply))
                     targets = (w,)
@@ -438,16 +457,12 @@ def _result(built, outcome: _Outcome, wall: float) -> RunResult:
             diverged_at = version
     metrics = recorder.frame()
     check = replay(trace, built.algorithm, built.problem, built.x0, s.seed, s.run.record_every)
-    summary = summarize(s, trace, metrics, check.peak_in_flight, diverged_at)
-    summary["mode"] = "real"
-    summary["time_unit"] = "wall-clock seconds since the start"
-    summary["real"] = to_plain(s.real)
-    summary["partial"] = trace.n_updates < s.run.updates
-    summary["updates_requested"] = s.run.updates
-    summary["stopped_by"] = outcome.stopped_by
-    summary["lost_workers"] = outcome.lost_workers
-    summary["replay_check"] = _replay_check(trace, outcome.x, check)
-    summary["wall_time_s"] = round(wall, 3)
+    summary = replace(summarize(s, trace, metrics, check.peak_in_flight, diverged_at), mode="real",
+                      wall_time_s=round(wall, 3), real=RealOutcome(
+                          settings=to_plain(s.real), partial=trace.n_updates < s.run.updates,
+                          updates_requested=s.run.updates, stopped_by=outcome.stopped_by,
+                          lost_workers=outcome.lost_workers,
+                          replay_check=_replay_check(trace, outcome.x, check, s.protocol.real_loop)))
     return RunResult(scenario=s, trace=trace, metrics=metrics, summary=summary, x=outcome.x, problem=built.problem)
 
 
@@ -461,11 +476,11 @@ def _server_trace(rows: list[tuple], scenario) -> Trace:
                  status=np.full(len(rows), int(Status.APPLIED)), **data)
 
 
-def _replay_check(trace: Trace, x: np.ndarray, check) -> dict:
+def _replay_check(trace: Trace, x: np.ndarray, check, loop: RealLoop) -> dict:
     """The replay of the observed trace against the real run's final parameters: bit for bit for consistent
     reads; for lock-free shared memory, the final losses side by side (the writes race, so no exact claim)."""
     replayed_loss = float(check.metrics["loss"].iloc[-1])
-    if trace.protocol == "shared_memory":
+    if loop is RealLoop.HOGWILD:
         return {"exact": None, "reason": "lock-free shared memory: reads and writes race, compared statistically",
                 "replay_final_loss": replayed_loss}
     same = bool(np.array_equal(check.x, x))

@@ -12,7 +12,9 @@ Two loops:
   reply's version (None: stop);
 - ``hogwild`` (protocol shared_memory): take a ticket (at most ``run.updates`` in all), copy the shared vector
   without a lock, run ``local``, apply the algorithm's own ``apply`` to the current shared values and add the
-  change in place, lock-free (Niu et al. 2011); the times go to the ticket's row of a shared table.
+  change in place, lock-free (Niu et al. 2011); the times go to the ticket's row of a shared table.  Each worker
+  counts its finished writes in its own slot of a shared array, so the writes finished before a read and before
+  a write (the sums) give the version read and the update index, and the apply sees the step's staleness.
 
 With ``real.time_scale``, a worker also waits what the scenario's timing model draws for it (:class:`Waits`).
 """
@@ -31,8 +33,7 @@ import numpy as np
 from ..algorithms.base import ApplyInfo
 from ..replay import algorithm_draws
 from ..rng import Stream
-from ..runner import Built, build, timing_inputs
-from ..timing.durations import Durations
+from ..runner import Built, build, timing_model
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
             "NUMEXPR_NUM_THREADS")
@@ -47,7 +48,8 @@ class WorkerArgs:
     loop: str
     """'server' or 'hogwild'."""
     segments: dict
-    """Shared memory segment names: 'replies' (server) or 'x', 'counters', 'table', 'snapshots' (hogwild)."""
+    """Shared memory segment names: 'replies' (server) or 'x', 'counters', 'writes', 'table', 'snapshots'
+    (hogwild)."""
     conn: object
     lock: object = None
 
@@ -83,11 +85,10 @@ class Waits:
 
     def __init__(self, built: Built, scale: float, t0: float):
         s = built.scenario
-        cluster, serial, message_bytes = timing_inputs(s, built.algorithm, built.problem)
-        self.times = Durations(cluster, s.seed, message_bytes, serial)
+        self.times = timing_model(built).durations(s.seed)
         self.scale, self.t0 = scale, t0
-        self.local_steps = getattr(s.protocol, "local_steps", 1)
-        read = getattr(s.protocol, "read", None)
+        self.local_steps = s.protocol.local_steps
+        read = s.protocol.read_law
         self.read_time = None if read is None else self.times.draws(Stream.READ, read)
 
     def compute(self, w: int, step: int) -> None:
@@ -173,10 +174,12 @@ def _hogwild_loop(built: Built, args: WorkerArgs) -> None:
     w, problem, algorithm = args.worker, built.problem, built.algorithm
     run, dim = built.scenario.run, built.problem.dim
     K = run.updates
-    shms = [shared_memory.SharedMemory(name=args.segments[k]) for k in ("x", "counters", "table", "snapshots")]
-    x, counters, table, snapshots = (np.ndarray(shape, dtype, buffer=shm.buf) for shm, shape, dtype in zip(
-        shms, [(dim,), (2,), (K, len(HOGWILD_COLUMNS)), (K // run.record_every + 1, dim + 1)],
-        [np.float64, np.int64, np.float64, np.float64]))
+    n = built.scenario.cluster.workers
+    names = ("x", "counters", "writes", "table", "snapshots")
+    shms = [shared_memory.SharedMemory(name=args.segments[k]) for k in names]
+    x, counters, writes, table, snapshots = (np.ndarray(shape, dtype, buffer=shm.buf) for shm, shape, dtype in zip(
+        shms, [(dim,), (2,), (n,), (K, len(HOGWILD_COLUMNS)), (K // run.record_every + 1, dim + 1)],
+        [np.float64, np.int64, np.int64, np.float64, np.float64]))
     try:
         draws, worker_state = algorithm_draws(built.algorithm, built.problem, built.scenario.seed), built.worker_states[w]
         t0, waits = _start(built, args)
@@ -190,6 +193,7 @@ def _hogwild_loop(built: Built, args: WorkerArgs) -> None:
             if ticket >= K:
                 return
             t_read = clock() - t0
+            seen = int(writes.sum())  # the version read: writes finished before the read
             if waits is not None and waits.read_time is not None:
                 waits.wait(waits.read_time, w, step)
             snapshot = x.copy()  # the lock-free read
@@ -200,8 +204,9 @@ def _hogwild_loop(built: Built, args: WorkerArgs) -> None:
                 waits.wait(waits.times.service, w, step)
             current = x.copy()
             current.flags.writeable = False
-            new = algorithm.apply(current, [message], ApplyInfo(ticket, (w,), (0,), problem))
+            new = algorithm.apply(current, [message], ApplyInfo.at(int(writes.sum()), (w,), (seen,), problem))
             np.add(x, new - current, out=x)  # lock-free: concurrent writes interleave coordinate by coordinate
+            writes[w] += 1  # only this worker writes its slot
             t_apply = clock() - t0
             if (ticket + 1) % run.record_every == 0:
                 snapshots[(ticket + 1) // run.record_every, 1:] = x
@@ -209,6 +214,6 @@ def _hogwild_loop(built: Built, args: WorkerArgs) -> None:
             table[ticket] = (w, step, t_read, t_read_end, t_done, t_apply, 1.0)
             step += 1
     finally:
-        del x, counters, table, snapshots
+        del x, counters, writes, table, snapshots
         for shm in shms:
             shm.close()

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from ..files import load_yaml
 from ..params import Registry, ScenarioError, build_dataclass, require, to_plain
 
 
@@ -98,9 +98,7 @@ def load(name_or_path: str | Path) -> Definition:
         if not path.is_file():
             names = ", ".join(p.stem for p in sorted(directory().glob("*.yaml")))
             raise ScenarioError(f"reproduction must be one of {names} (or a YAML file), got {str(name_or_path)!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no reproduction file {path}")
-    data = yaml.safe_load(path.read_text())
+    data = load_yaml(path, "reproduction file")
     require(isinstance(data, dict), "reproduction", "must be a mapping", type(data).__name__)
     allowed = {"name", "title", "source", "kind", "seed", "params", "quick", "full"}
     unknown = sorted(set(data) - allowed)

@@ -125,7 +125,7 @@ class DelayAdaptiveVsMinibatch(Reproduction):
             sub = m["suboptimality"].to_numpy()
             curve = curve if curve is not None else (m["time"].to_numpy(), sub)
             hit = first_hit(m, sub, threshold)
-            per_update = trace.n_workers if trace.protocol == "sync" else 1
+            per_update = len(trace.used()) // trace.n_updates  # gradients per update: n in rounds, 1 async
             times.append(np.inf if hit is None else hit[1])
             grads.append(np.inf if hit is None else hit[0] * per_update)
             ends.append(np.median(sub[-max(1, len(sub) // 10):]) / threshold if len(sub) > 1 else np.inf)

@@ -5,11 +5,13 @@ keyed timing draws of one run.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..params import require, resolve_path
+from ..files import read_text
+from ..params import ParamError, require, resolve_path
 from .laws import Constant, DelayLaw, Empirical
 
 
@@ -92,11 +94,16 @@ class ComputeTrace:
     def __post_init__(self):
         p = resolve_path(self.path)
         object.__setattr__(self, "path", str(p))
-        require(p.is_file(), "path", "must be an existing CSV file", self.path)
+        text = read_text(p, "cluster.compute_trace.path")
+        require(text.strip() != "", "path", "must hold at least one row of numbers (the file is empty)", self.path)
         try:
-            table = np.loadtxt(p, delimiter=",", ndmin=2, dtype=np.float64)
+            table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64)
         except ValueError:  # a header row
-            table = np.loadtxt(p, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+            try:
+                table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+            except ValueError as err:
+                raise ParamError(f"path {self.path!r} must be a CSV file of numbers, one column per worker "
+                                 f"(a header row allowed): {' '.join(str(err).split())}") from None
         require(table.size > 0, "path", "must hold at least one row of numbers", self.path)
         bad = np.argwhere(~np.isfinite(table) | (table < 0))
         require(len(bad) == 0, "path", "must hold finite compute times >= 0 only",
@@ -157,9 +164,10 @@ class Cluster:
         if self.compute_trace is not None:
             cols = self.compute_trace.table.shape[1]
             require(cols >= n, "compute_trace.path", f"must have one column per worker ({n})", f"{cols} columns")
-        for w, law in enumerate(self.laws):
+        given = self.laws if self.compute_trace is not None or isinstance(self.compute, tuple) else (self.compute,)
+        for w, law in enumerate(given):  # one law for all is checked once: nothing here grows with the workers
             require(law.mean > 0, "compute" if self.compute_trace is None else "compute_trace",
-                    "must have a mean > 0", law if len(self.laws) == 1 else f"worker {w}: {law}")
+                    "must have a mean > 0", law if len(given) == 1 else f"worker {w}: {law}")
         object.__setattr__(self, "speeds", tuple(float(v) for v in self.speeds))
         require(len(self.speeds) in (0, n), "speeds", f"must list one speed per worker ({n})", list(self.speeds))
         require(all(v > 0 for v in self.speeds), "speeds", "must all be > 0", list(self.speeds))

@@ -18,20 +18,10 @@ import math
 
 import numpy as np
 
-from ..params import kind
 from ..rng import BLOCK, Stream
 from .cluster import Cluster
 from .durations import Durations
 from .trace import Status, Trace
-
-
-def fast_trace(cluster: Cluster, protocol, times: Durations, n_updates: int) -> Trace:
-    name = kind(protocol)
-    if name == "async":
-        return _async(cluster, times, n_updates)
-    if name == "sync":
-        return _sync(cluster, times, n_updates)
-    raise ValueError(f"the fast path has no protocol {name!r}")
 
 
 class _Worker:
@@ -63,7 +53,8 @@ class _Worker:
         return float(self.blocks[-1][-1, 1]) if self.blocks else -math.inf
 
 
-def _async(cluster: Cluster, times: Durations, K: int) -> Trace:
+def async_trace(cluster: Cluster, times: Durations, K: int) -> Trace:
+    """The ``async`` protocol's trace of K updates (``Async.fast_path``)."""
     n = cluster.workers
     workers = [_Worker(times, w) for w in range(n)]
     for wk in workers:
@@ -110,7 +101,8 @@ def _async(cluster: Cluster, times: Durations, K: int) -> Trace:
                  t_read=t_read[order], t_done=t_done[order], t_arrive=t_arrive[order], t_apply=t_arrive[order])
 
 
-def _sync(cluster: Cluster, times: Durations, K: int) -> Trace:
+def sync_trace(cluster: Cluster, times: Durations, K: int) -> Trace:
+    """The ``sync`` protocol's trace of K rounds (``Sync.fast_path``)."""
     n = cluster.workers
     compute = times.steps(Stream.COMPUTE, K)
     if not np.isfinite(compute[:K]).all():  # past the end of a non-cycling compute trace

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..files import read_text
 from ..params import ScenarioError, require, resolve_path
 from .cluster import Cluster
 from .durations import Durations
-from .protocols import Protocol, register
+from .protocol import Protocol, register
 from .trace import Status, Trace
 
 
@@ -18,10 +20,11 @@ def read_delays(path: str | Path) -> np.ndarray:
     """Per-update staleness values from a text file, one number per line (whole numbers, possibly written as
     floats such as ``7.000000000000000000e+00``), as in the delay logs of Wu et al. (ICML 2022)."""
     p = resolve_path(path)
-    if not p.is_file():
-        raise ScenarioError(f"protocol.path must be an existing file of delays, got {str(p)!r}")
+    text = read_text(p, "protocol.path")
+    if not text.strip():
+        raise ScenarioError(f"protocol.path {str(p)!r} holds no delays (the file is empty)")
     try:
-        values = np.loadtxt(p, dtype=np.float64, ndmin=1)
+        values = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=1)
     except ValueError as err:
         raise ScenarioError(f"protocol.path {str(p)!r}: not one number per line ({err})") from None
     if values.ndim != 1:
@@ -31,6 +34,18 @@ def read_delays(path: str | Path) -> np.ndarray:
         raise ScenarioError(f"protocol.path {str(p)!r} line {bad[0] + 1}: a delay must be a whole number >= 0, "
                             f"got {float(values[bad[0]])!r}")
     return values.astype(np.int64)
+
+
+def first_read(delays: np.ndarray) -> np.ndarray:
+    """The versions r_k = k - delays[k] the updates read; a delay larger than the number of earlier updates is an
+    error naming it."""
+    read = np.arange(len(delays)) - delays
+    late = np.flatnonzero(read < 0)
+    if len(late):
+        i = int(late[0])
+        raise ScenarioError(f"protocol.path: delay {delays[i]} of update {i} is larger than the number of earlier "
+                            f"updates ({i})")
+    return read
 
 
 def delay_trace(delays: np.ndarray, seconds_per_update: float = 1.0, protocol: str = "trace_file") -> Trace:
@@ -44,12 +59,7 @@ def delay_trace(delays: np.ndarray, seconds_per_update: float = 1.0, protocol: s
     delays = np.asarray(delays, dtype=np.int64)
     K = len(delays)
     k = np.arange(K)
-    read = k - delays
-    late = np.flatnonzero(read < 0)
-    if len(late):
-        i = int(late[0])
-        raise ScenarioError(f"protocol.path: delay {delays[i]} of update {i} is larger than the number of earlier "
-                            f"updates ({i})")
+    read = first_read(delays)
     free_from: list[int] = []  # per worker: the version from which it is idle again (its last update + 1)
     worker = np.empty(K, np.int64)
     step = np.empty(K, np.int64)
@@ -77,6 +87,7 @@ class TraceFile(Protocol):
     timing is not used; ``seconds_per_update`` sets the time axis."""
 
     simulated = False
+    bounds_staleness = True
     path: str
     seconds_per_update: float = 1.0
     delays: np.ndarray = field(init=False, repr=False, compare=False)
@@ -86,8 +97,16 @@ class TraceFile(Protocol):
         object.__setattr__(self, "path", str(resolve_path(self.path)))
         object.__setattr__(self, "delays", read_delays(self.path))
 
-    def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
+    def check_updates(self, n_updates):
+        """The file must hold ``n_updates`` delays, each no larger than the number of updates before it."""
         if n_updates > len(self.delays):
             raise ScenarioError(f"run.updates must be <= the {len(self.delays)} delays in {self.path}, "
                                 f"got {n_updates}")
+        first_read(self.delays[:n_updates])
+
+    def staleness_bound(self, cluster, n_updates):
+        return int(self.delays[:n_updates].max(initial=0))
+
+    def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
+        self.check_updates(n_updates)
         return delay_trace(self.delays[:n_updates], self.seconds_per_update)

@@ -1,340 +1,23 @@
-"""Coordination protocols: SimPy process families that turn a Cluster into a Trace.
+"""The entry point of the timing layer: ``simulate(cluster, protocol, n_updates, seed) -> Trace``.
 
-``simulate(cluster, protocol, n_updates, seed) -> Trace``.  Processes only move time; they never look at numeric
-values (DESIGN.md).  Each worker is one SimPy process; the server is shared state (a FIFO queue with slots) and
-callbacks on keyed apply events.  This module holds the asynchronous family (async, ssp, ringmaster, rennala,
-periodic); ``rounds.py`` the synchronous one (sync, k_of_n, deadline, allreduce) ``imported.py`` trace_file and
-``shared_memory.py`` shared_memory and serial_async.
+The protocols live in their families, each importing the kernel (``protocol``): ``asynchronous`` (async, ssp,
+ringmaster, rennala, periodic), ``rounds`` (sync, k_of_n, deadline, allreduce), ``shared_memory`` (shared_memory,
+serial_async, on top of the asynchronous family) and ``imported`` (trace_file).  Importing this module registers
+them all, in that order (the order in which messages list kinds).  Processes only move time; they never look at numeric values (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-import simpy
-
-from ..params import Registry, ScenarioError, kind, require
+from ..params import ScenarioError, kind, require
+from .asynchronous import SSP, Async, Periodic, Rennala, Ringmaster, run_async
 from .cluster import Cluster
 from .durations import Durations
-from .engine import Clock, FifoServer, Log, Phase
 from .laws import Constant
-from .trace import Status, Trace
-
-APPLIED, DROPPED, CANCELLED, LOST = Status.APPLIED, Status.DROPPED, Status.CANCELLED, Status.LOST
-
-
-class Protocol:
-    """Base class of protocols; ``Protocol.registry`` maps YAML ``kind`` names to protocols.
-
-    A protocol makes the trace of ``n_updates`` updates from the cluster's keyed timing draws.  SimPy protocols
-    implement ``run(sim)``; others (``trace_file``) override ``trace``."""
-
-    registry = Registry("protocol")
-    simulated = True
-    """False for protocols that give their trace without simulating (trace_file, serial_async)."""
-    fast = False
-    """True for protocols the vectorized fast path reproduces exactly (when the cluster is ``independent``)."""
-    rounds = False
-    """True for synchronous round protocols (every update is one round of contributions on one version)."""
-
-    def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
-        sim = Sim(Clock(cluster.workers), cluster, times, n_updates, Log())
-        self.run(sim)
-        return sim.log.trace(cluster.workers, kind(self))
-
-    def run(self, sim: "Sim") -> None:
-        """Start the processes on ``sim.clock`` and run it until ``sim.n_updates`` updates are applied."""
-        raise NotImplementedError
-
-    def check(self, algorithm) -> None:
-        """Raise ParamError if ``algorithm`` cannot run under this protocol (default: any algorithm can)."""
-
-    def check_cluster(self, cluster: Cluster) -> None:
-        """Raise ParamError if this protocol cannot run on ``cluster`` (default: any cluster)."""
-
-
-@dataclass
-class Sim:
-    clock: Clock
-    cluster: Cluster
-    times: Durations
-    n_updates: int
-    log: Log
-
-
-register = Protocol.registry.register
-
-
-def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = None, batch: int | None = None,
-              local_steps: int = 1, read_time=None) -> None:
-    """The asynchronous parameter server and its variants (one implementation, options switched on by protocol).
-
-    Worker w loops: get parameters (version v), compute ``local_steps`` gradients, send (uplink), queue at the
-    server, get applied as update k, and receive version k+1 in the reply (downlink).  Options:
-
-    - ``ssp``: the server holds a worker's reply while it is more than ``ssp`` steps ahead of the slowest worker
-      and sends the then-current parameters when the slowest catches up (Ho et al. 2013);
-    - ``max_staleness`` R: when version v appears, computations that read v - R - 1 or older are cancelled and
-      their workers restart on v; a queued contribution whose staleness would exceed R is dropped (Maranjyan,
-      Tyurin and Richtarik 2025);
-    - ``batch`` S: only contributions computed at the current version count; after S of them the server steps
-      (one update of S contributions); the others are dropped (Rennala SGD, Tyurin and Richtarik 2023);
-    - ``read_time(w, step)``: a read takes time (shared memory): computing starts when it ends (``t_read_end``).
-
-    Failures (``cluster.failures``): work in progress at a crash is lost (status LOST) and so is an awaited reply;
-    the worker rejoins when its down time ends and reads the server's current version.
-    """
-    clock, times, log, n_updates = sim.clock, sim.times, sim.log, sim.n_updates
-    n = sim.cluster.workers
-    fifo = FifoServer(sim.cluster.server.slots)
-    finished = clock.event()
-    server = {"version": 0, "full": False}
-    completed = [0] * n          # steps each worker has finished (applied, dropped, cancelled or lost): SSP clocks
-    computing: dict[int, tuple] = {}  # worker -> (process, read version) while computing or sending
-    waiting: list[tuple] = []    # SSP: (step, event) of held replies
-    pending: list[tuple] = []    # rennala: the kept contributions of the current version
-
-    def finish_step(w, step):
-        completed[w] = max(completed[w], step + 1)
-        if waiting:
-            slowest = min(completed)
-            for item in [x for x in waiting if x[0] - slowest <= ssp]:
-                waiting.remove(item)
-                item[1].succeed(server["version"])
-
-    def created(t):  # a new version exists at time t: cancel what can no longer be used (ringmaster)
-        v = server["version"]
-        if v == n_updates:
-            finished.succeed()  # runs before any keyed event at this time, so the clock stops here
-        elif max_staleness is not None:
-            for w, (proc, r) in list(computing.items()):
-                if v - r > max_staleness:
-                    del computing[w]
-                    proc.interrupt((t, v))
-
-    def apply(row, t):  # row = (w, step, version, t_read, t_done, t_arrive, t_read_end)
-        w, step, version, t_read, t_done, t_arrive, t_read_end = row
-        k = server["version"]
-        if max_staleness is not None and k - version > max_staleness:
-            log.add(k, w, step, version, -1, DROPPED, t_read, t_done, t_arrive, t, t_read_end)
-        else:
-            log.add(k, w, step, version, -1, APPLIED, t_read, t_done, t_arrive, t, t_read_end)
-            server["version"] = k + 1
-        finish_step(w, step)
-        created(t)
-
-    def apply_batch(rows, t):
-        k = server["version"]
-        for w, step, version, *times_ in rows:
-            log.add(k, w, step, version, -1, APPLIED, *times_[:3], t)
-            finish_step(w, step)
-        server["version"], server["full"] = k + 1, False
-        created(t)
-
-    def at_apply(t, action, arg):
-        """Run ``action(arg, t)`` when the server applies at time t: right now if t is now (zero service time),
-        else at an APPLY event of the server.  Applies at one instant thus follow the server's queue order: the
-        server's APPLY events share one key, so SimPy keeps them in the order they were scheduled, which is the
-        order the contributions were served; and an arrival with zero service at t comes after all of them."""
-        if t == clock.now:
-            action(arg, t)
-            return None
-        event = clock.at(t, Phase.APPLY, -1)
-        event.callbacks.append(lambda _: action(arg, t))
-        return event
-
-    def compute(w, step, t):
-        if local_steps == 1:
-            return done(w, step, t)
-        for h in range(local_steps):
-            t = done(w, step * local_steps + h, t)
-        return t
-
-    done, downlink, uplink, service, crash_after = (times.done, times.downlink, times.uplink, times.service,
-                                                    times.crash_after)
-    track = max_staleness is not None
-
-    def worker(w):
-        step, version = 0, 0
-        t_up = t_send = 0.0   # t_up: a time the worker is known to be up; t_send: its parameters leave the server
-        while True:
-            if ssp is not None and step - min(completed) > ssp:
-                held = clock.event()
-                waiting.append((step, held))
-                version = yield held
-                t_send = clock.now
-            t_read = t_send if step == 0 else t_send + downlink(w, step)
-            crash, rejoin = crash_after(w, t_up)
-            if crash < t_read:  # down before the parameters arrive: rejoin and ask again
-                if rejoin > clock.now:
-                    yield clock.at(rejoin, Phase.READ, w)
-                t_up, t_send = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
-                version = server["version"]
-                continue
-            t_read_end = t_read if read_time is None else t_read + read_time(w, step)
-            t_done = compute(w, step, t_read_end)
-            t_arrive = t_done + uplink(w, step)
-            if track:
-                computing[w] = (procs[w], version)
-            try:
-                if crash < t_arrive:
-                    yield clock.at(crash, Phase.DONE, w)
-                    computing.pop(w, None)
-                    log.add(server["version"], w, step, version, -1, LOST, t_read, min(t_done, crash), crash, crash)
-                    finish_step(w, step)
-                    step += 1
-                    yield clock.at(rejoin, Phase.READ, w)
-                    t_up = t_send = rejoin
-                    version = server["version"]
-                    continue
-                yield clock.at(t_arrive, Phase.ARRIVE, w)
-            except simpy.Interrupt as stop:  # ringmaster: too stale to be used
-                t_stop, v = stop.cause
-                log.add(v, w, step, version, -1, CANCELLED, min(t_read, t_stop), min(t_done, t_stop),
-                        min(t_arrive, t_stop), t_stop)
-                finish_step(w, step)
-                step += 1
-                t_up = t_send = t_stop
-                version = v
-                continue
-            if track:
-                del computing[w]
-            t_up = t_arrive
-            row = (w, step, version, t_read, t_done, t_arrive, t_read_end)
-            step += 1
-            if batch is not None:
-                if version != server["version"] or server["full"]:  # stale, or the batch is already complete
-                    log.add(server["version"], w, step - 1, version, -1, DROPPED, *row[3:6], t_arrive)
-                    finish_step(w, step - 1)
-                    t_send, version = t_arrive, server["version"]
-                    continue
-                pending.append(row)
-                t_apply = fifo.serve(t_arrive, service(w, step - 1))
-                if len(pending) < batch:  # acknowledged at once: compute again at the same point
-                    t_send = t_arrive
-                    continue
-                rows = pending[:]
-                pending.clear()
-                server["full"] = True
-                event = at_apply(t_apply, apply_batch, rows)
-            else:
-                t_apply = fifo.serve(t_arrive, service(w, step - 1))
-                event = at_apply(t_apply, apply, row)
-            if crash < t_apply:  # down while queued: the update is still applied, the reply is lost
-                yield clock.at(rejoin, Phase.READ, w)
-                t_up = t_send = rejoin
-                version = server["version"]
-                continue
-            if event is not None:
-                yield event
-            version = server["version"]
-            t_up = t_send = t_apply
-
-    procs = [clock.process(worker(w)) for w in range(n)]
-    clock.run(until=finished)
-
-
-@register("async")
-@dataclass(frozen=True, kw_only=True)
-class Async(Protocol):
-    """Asynchronous parameter server with consistent reads.
-
-    Worker i loops: compute on the parameters it holds, send the result (uplink), wait in the server's FIFO queue,
-    get applied as update k, and receive the parameters of version k+1 in the reply (downlink).  Hence a worker's
-    next read is the version right after its own write, and with n always-busy workers the mean staleness tends to
-    n - 1 for any compute-time law (the staleness identity; e.g. Lian et al. 2015, Mishchenko et al. 2022).
-    """
-
-    fast = True
-
-    def run(self, sim):
-        run_async(sim)
-
-
-@register("ssp")
-@dataclass(frozen=True, kw_only=True)
-class SSP(Protocol):
-    """Stale synchronous parallel (Ho et al., NIPS 2013) on a parameter server: asynchronous, but worker w may
-    start its step t only when every worker has finished at least t - ``bound`` steps, so no worker is more than
-    ``bound`` steps ahead of the slowest.  bound = 0 is a barrier per step; a large bound is ``async``."""
-
-    bound: int
-
-    def __post_init__(self):
-        require(self.bound >= 0, "bound", "must be >= 0", self.bound)
-
-    def run(self, sim):
-        run_async(sim, ssp=self.bound)
-
-
-@register("ringmaster")
-@dataclass(frozen=True, kw_only=True)
-class Ringmaster(Protocol):
-    """Ringmaster ASGD (Maranjyan, Tyurin and Richtarik, 2025): asynchronous, but no update is applied with
-    staleness above ``max_staleness`` R.  When version v appears, every computation on a version older than v - R
-    is cancelled (status CANCELLED) and its worker restarts on v (one downlink later); a contribution already
-    queued at the server whose staleness would exceed R is dropped."""
-
-    max_staleness: int
-
-    def __post_init__(self):
-        require(self.max_staleness >= 0, "max_staleness", "must be >= 0", self.max_staleness)
-
-    def run(self, sim):
-        run_async(sim, max_staleness=self.max_staleness)
-
-
-@register("rennala")
-@dataclass(frozen=True, kw_only=True)
-class Rennala(Protocol):
-    """Rennala SGD's server (Tyurin and Richtarik, NeurIPS 2023): it collects ``batch`` S gradients computed at the
-    current version, from whichever workers finish first (a fast worker may contribute several), then steps.  A
-    worker whose gradient is kept is told at once to compute again at the same point; a gradient computed at an
-    old version is dropped and its worker gets the current version.  Each update has S contributions with
-    staleness 0; with deterministic times tau_i and no latency, the first update is applied at
-    min{t : sum_i floor(t / tau_i) >= S}."""
-
-    batch: int
-
-    def __post_init__(self):
-        require(self.batch >= 1, "batch", "must be >= 1", self.batch)
-
-    def run(self, sim):
-        run_async(sim, batch=self.batch)
-
-
-@register("periodic")
-@dataclass(frozen=True, kw_only=True)
-class Periodic(Protocol):
-    """Periodic exchange (local SGD, elastic averaging; Stich 2019, Zhang et al. 2015): each worker takes
-    ``local_steps`` H local steps (H compute times back to back), then exchanges with the server: asynchronously
-    (each exchange is one update) or, with ``synchronous: true``, in rounds with a barrier (each round is one
-    update of n contributions).  Needs an algorithm with local steps (``local_sgd``, ``downpour``, ``easgd``,
-    ``eamsgd``) and the same H."""
-
-    local_steps: int
-    synchronous: bool = False
-
-    def __post_init__(self):
-        require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
-
-    @property
-    def rounds(self):
-        return self.synchronous
-
-    def run(self, sim):
-        if self.synchronous:
-            from .rounds import run_rounds
-
-            run_rounds(sim, local_steps=self.local_steps)
-        else:
-            run_async(sim, local_steps=self.local_steps)
-
-    def check(self, algorithm):
-        steps = getattr(algorithm, "local_steps", None)
-        require(steps == self.local_steps, "algorithm.local_steps",
-                f"must equal protocol.local_steps ({self.local_steps}) (algorithms with local steps: local_sgd, "
-                "downpour, easgd, eamsgd)", steps)
-
+from .protocol import Family, Protocol, RealLoop, Sim
+from .rounds import AllReduce, Deadline, KOfN, Sync, run_rounds
+from .shared_memory import SerialAsync, SharedMemory
+from .imported import TraceFile
+from .trace import Trace
 
 ENGINES = ("auto", "simpy", "fast")
 
@@ -348,8 +31,9 @@ def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") ->
     if not protocol.simulated:
         return "given"
     reason = None
-    if not protocol.fast:
-        reason = f"protocol {kind(protocol)} (the fast path covers async and sync)"
+    if protocol.fast_path is None:
+        fast = ", ".join(k for k, cls in Protocol.registry.items() if cls.fast_path is not None)
+        reason = f"protocol {kind(protocol)} (the fast path covers {fast})"
     elif not cluster.independent:
         causes = [name for name, on in (("server service time > 0", cluster.server.service != Constant(value=0.0)),
                                         ("transient stragglers", cluster.transient is not None),
@@ -369,20 +53,15 @@ def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, me
     SimPy), 'simpy' or 'fast'.  Both engines give identical traces.
     """
     require(n_updates >= 1, "n_updates", "must be >= 1", n_updates)
-    if serial and not protocol.rounds:
+    if serial and protocol.family is not Family.ROUNDS:
         raise ScenarioError(f"a serial step after each round needs a round protocol, not {kind(protocol)}")
     used = choose_engine(cluster, protocol, engine)
     times = Durations(cluster, seed, message_bytes, serial)
     if used == "fast":
-        from .fast import fast_trace
-
-        return fast_trace(cluster, protocol, times, n_updates)
+        return protocol.fast_path(cluster, times, n_updates)
     return protocol.trace(cluster, times, n_updates)
 
 
-from .imported import TraceFile  # noqa: E402  (registers trace_file)
-from .rounds import AllReduce, Deadline, KOfN, Sync  # noqa: E402  (registers the round protocols)
-from .shared_memory import SerialAsync, SharedMemory  # noqa: E402  (registers shared_memory, serial_async)
-
-__all__ = ["AllReduce", "Async", "Deadline", "KOfN", "Periodic", "Protocol", "Rennala", "Ringmaster", "SSP",
-           "SerialAsync", "SharedMemory", "Sync", "TraceFile", "choose_engine", "simulate"]
+__all__ = ["AllReduce", "Async", "Deadline", "Family", "KOfN", "Periodic", "Protocol", "RealLoop", "Rennala",
+           "Ringmaster", "SSP", "SerialAsync", "SharedMemory", "Sim", "Sync", "TraceFile", "choose_engine",
+           "run_async", "run_rounds", "simulate"]

@@ -8,13 +8,46 @@ contribution that reaches the server after the round's contributions are complet
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
 from ..params import require
 from .engine import FifoServer, Phase
-from .protocols import APPLIED, CANCELLED, DROPPED, LOST, Protocol, Sim, register
+from .fast import sync_trace
+from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
+
+
+def allreduce_time(n: int, alpha: float, message_bytes: float, bandwidth: float | None = None) -> float:
+    """Ring all-reduce of a message of m bytes over n nodes: 2 (n - 1) (alpha + m / (n beta)), with alpha the
+    per-message latency in seconds and beta the link bandwidth in bytes per second (``None``: infinite).
+
+    A reduce-scatter and an all-gather, each n - 1 steps in which every node sends one chunk of m/n bytes to its
+    neighbour (Patarasuk and Yuan, "Bandwidth optimal all-reduce algorithms for clusters of workstations", JPDC
+    2009; Thakur, Rabenseifner and Gropp, "Optimization of collective communication operations in MPICH", IJHPCA
+    2005).  Zero for n = 1.
+    """
+    require(isinstance(n, (int, np.integer)) and n >= 1, "n", "must be an integer >= 1", n)
+    require(alpha >= 0 and math.isfinite(alpha), "alpha", "must be finite and >= 0", alpha)
+    require(message_bytes >= 0 and math.isfinite(message_bytes), "message_bytes", "must be finite and >= 0",
+            message_bytes)
+    require(bandwidth is None or bandwidth > 0, "bandwidth", "must be > 0 or None (infinite)", bandwidth)
+    transfer = 0.0 if bandwidth is None else message_bytes / (n * bandwidth)
+    return 2 * (n - 1) * (alpha + transfer)
+
+
+class Rounds(Protocol):
+    """Base of the synchronous round protocols: every contribution of round k reads version k (staleness 0)."""
+
+    family = Family.ROUNDS
+
+    def staleness_bound(self, cluster, n_updates):
+        return 0
+
+    def rows(self, workers, n_updates):
+        return float(n_updates) * workers
 
 
 def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = None,
@@ -123,14 +156,15 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
 
 @register("sync")
 @dataclass(frozen=True, kw_only=True)
-class Sync(Protocol):
+class Sync(Rounds):
     """Synchronous rounds with a barrier: in round k every worker computes on version k; contributions queue at the
     server (FIFO); when the last one has been served, the server applies one aggregated update (k -> k+1) and
     broadcasts version k+1.  Update k is made of n contributions with staleness 0.  The round time is
     max_i (compute_i + latencies_i) plus queueing, so E[round] = H_n / mu for n exponential(mu) workers."""
 
-    rounds = True
-    fast = True
+    fast_path = staticmethod(sync_trace)
+    real_loop = RealLoop.BARRIER
+    every_worker = True
 
     def run(self, sim):
         run_rounds(sim)
@@ -138,34 +172,32 @@ class Sync(Protocol):
 
 @register("k_of_n")
 @dataclass(frozen=True, kw_only=True)
-class KOfN(Protocol):
+class KOfN(Rounds):
     """Synchronous rounds with backup workers (Chen et al. 2016, "Revisiting distributed synchronous SGD"): the
     round closes when the first ``k`` contributions have been served; the other n - k are dropped or cancelled and
     every worker starts the next round on the new version.  With no latency the round time is the k-th order
     statistic of the n compute times."""
-
-    rounds = True
 
     k: int
 
     def __post_init__(self):
         require(self.k >= 1, "k", "must be >= 1", self.k)
 
+    def check_cluster(self, cluster):
+        require(self.k <= cluster.workers, "protocol.k", f"must be <= cluster.workers ({cluster.workers})", self.k)
+
     def run(self, sim):
-        require(self.k <= sim.cluster.workers, "protocol.k", f"must be <= cluster.workers ({sim.cluster.workers})",
-                self.k)
+        self.check_cluster(sim.cluster)
         run_rounds(sim, keep=self.k)
 
 
 @register("deadline")
 @dataclass(frozen=True, kw_only=True)
-class Deadline(Protocol):
+class Deadline(Rounds):
     """Synchronous rounds with a deadline (as in anytime / deadline-based SGD, e.g. Ferdinand et al. 2020): the
     round closes ``deadline`` seconds after it starts, with the contributions served by then; later ones are
     dropped or cancelled.  If none has arrived by the deadline the round closes with the first that does; if all
     n arrive earlier it closes when they have been served."""
-
-    rounds = True
 
     deadline: float
 
@@ -178,13 +210,13 @@ class Deadline(Protocol):
 
 @register("allreduce")
 @dataclass(frozen=True, kw_only=True)
-class AllReduce(Protocol):
+class AllReduce(Rounds):
     """Synchronous data parallel without a server: after every worker has computed its gradient, a ring
     all-reduce averages them in 2(n-1)(alpha + m/(n beta)) seconds (Patarasuk and Yuan 2009), and every worker
     holds version k+1.  alpha is ``latency`` (default: the mean of cluster.uplink), beta ``bandwidth`` in bytes/s
     (default: cluster.network.uplink_bandwidth; null is infinite), m the message size."""
 
-    rounds = True
+    every_worker = True
 
     latency: float | None = None
     bandwidth: float | None = None
@@ -194,8 +226,6 @@ class AllReduce(Protocol):
         require(self.bandwidth is None or self.bandwidth > 0, "bandwidth", "must be > 0", self.bandwidth)
 
     def cost(self, cluster, message_bytes: int) -> float:
-        from ..theory import allreduce_time
-
         alpha = cluster.uplink.mean if self.latency is None else self.latency
         beta = cluster.network.uplink_bandwidth if self.bandwidth is None else self.bandwidth
         return allreduce_time(cluster.workers, alpha, message_bytes, beta)

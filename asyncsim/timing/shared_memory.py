@@ -13,7 +13,8 @@ from .cluster import Cluster
 from .durations import Durations
 from .engine import Clock, Log
 from .laws import Constant, DelayLaw
-from .protocols import Protocol, Sim, register, run_async
+from .asynchronous import run_async
+from .protocol import Family, Protocol, RealLoop, Sim, register
 from .trace import Status, Trace
 
 
@@ -36,10 +37,23 @@ class SharedMemory(Protocol):
 
     read: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
     blocks: int | None = None
+    family = Family.SHARED_MEMORY
+    real_loop = RealLoop.HOGWILD
 
     def __post_init__(self):
         if self.blocks is not None:
             require(self.blocks >= 1, "blocks", "must be >= 1", self.blocks)
+
+    @property
+    def read_law(self):
+        return self.read
+
+    def resolve(self, problem):
+        """``blocks: null`` becomes one block per coordinate of the problem, and blocks must not exceed its dim."""
+        dim = problem.dim
+        blocks = dim if self.blocks is None else self.blocks
+        require(blocks <= dim, "protocol.blocks", f"must be <= the problem's dim ({dim})", blocks)
+        return replace(self, blocks=blocks)
 
     def check_cluster(self, cluster: Cluster) -> None:
         for name in ("uplink", "downlink"):
@@ -81,6 +95,7 @@ class SerialAsync(Protocol):
     and the cluster's timing laws are not used."""
 
     simulated = False
+    bounds_staleness = True
     tau: int
     seconds_per_update: float = 1.0
 
@@ -91,6 +106,9 @@ class SerialAsync(Protocol):
     def check_cluster(self, cluster: Cluster) -> None:
         require(cluster.workers >= 2, "cluster.workers", "must be >= 2 under serial_async (fast workers and a slow one)",
                 cluster.workers)
+
+    def staleness_bound(self, cluster, n_updates):
+        return self.tau
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         return serial_async_trace(cluster.workers, self.tau, n_updates, self.seconds_per_update)
