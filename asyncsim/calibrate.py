@@ -26,7 +26,7 @@ import numpy as np
 from .algorithms.base import ApplyInfo
 from .params import ScenarioError, kind
 from .replay import algorithm_draws
-from .runner import build
+from .build import build
 from .timing.protocol import ClassCapabilities, Family
 from .timing.protocols import Protocol
 from .timing.trace import Trace

@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p_rep.add_argument("--out", help="output directory (default: results/reproductions/<name>[-full])")
     p_rep.add_argument("--no-plots", action="store_true", help="skip the PNG plot")
 
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
+        return stop.code
     previous = _install(signal.SIGTERM, _on_sigterm)
     try:
         return {"run": _run, "validate": _validate, "predict": _predict, "plot": _plot,

@@ -54,6 +54,10 @@ class Registry:
 
         return add
 
+    def unregister(self, kind: str) -> None:
+        """Remove a registration (a test's, or a notebook cell's that defines its class again)."""
+        del self._by_kind[kind]
+
     def get(self, kind: str, path: str = "kind") -> type:
         if not isinstance(kind, str) or kind not in self._by_kind:
             raise ScenarioError(f"{path} must be one of {', '.join(self.kinds())}; got {kind!r}")

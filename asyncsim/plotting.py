@@ -10,14 +10,37 @@ SEGMENTS = {"compute": "tab:blue", "communicate": "tab:orange", "wait": "0.85"}
 UNUSED = {1: ("dropped", "tab:purple"), 2: ("cancelled", "tab:olive"), 3: ("lost (crash)", "tab:red")}
 
 
+SHOWN = 1e150
+"""Magnitudes beyond [1/SHOWN, SHOWN] are drawn at those bounds: a log axis over hundreds of decades places its
+ticks past the largest float and fails."""
+
+
+def drawable(x, y, ax=None, color="tab:red"):
+    """(x, y) cut at the first value that is not finite, magnitudes clipped to [1/SHOWN, SHOWN] (zero and the
+    sign kept); when ``ax`` is given and the run diverged, a dashed vertical line marks where (the first time the
+    value is not finite)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(y))
+    if len(bad) and ax is not None:
+        ax.axvline(x[bad[0]], color=color, ls="--", lw=1, label=f"diverged (not finite) at t = {x[bad[0]]:.4g}")
+    end = bad[0] if len(bad) else len(y)
+    y = y[:end]
+    if ax is not None and np.any(np.abs(y) > SHOWN):
+        ax.axhline(SHOWN, color="0.5", ls=":", lw=1, label=f"values above {SHOWN:.0e} drawn at it")
+    return x[:end], np.sign(y) * np.clip(np.abs(y), np.where(y == 0, 0.0, 1 / SHOWN), SHOWN)
+
+
 def plot_loss(metrics: pd.DataFrame, ax=None, label: str | None = None):
-    """Suboptimality f(x_k) - f* (or the loss when f* is unknown) against simulated time, log scale."""
+    """Suboptimality f(x_k) - f* (or the loss when f* is unknown) against simulated time, log scale; a run that
+    diverged is drawn up to its last finite value, with the divergence marked."""
     ax = ax or plt.figure(figsize=(6, 4)).gca()
     column = "suboptimality" if "suboptimality" in metrics else "loss"
-    y = metrics[column].to_numpy()
-    ax.plot(metrics["time"], y, label=label)
-    if np.all(y[np.isfinite(y)] > 0):
+    x, y = drawable(metrics["time"], metrics[column], ax)
+    ax.plot(x, y, label=label)
+    if len(y) and np.all(y > 0):
         ax.set_yscale("log")
+    if len(y) < len(metrics):
+        ax.legend(fontsize="small")
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("f(x) - f*" if column == "suboptimality" else "f(x)")
     ax.grid(True, alpha=0.3)
@@ -133,12 +156,12 @@ def plot_comparison(curves: dict[str, pd.DataFrame], title: str = ""):
     column = "suboptimality" if sub else "loss"
     for i, (label, m) in enumerate(curves.items()):
         color = f"C{i % 10}"
-        a.plot(m["update"], m[column], color=color, label=label)
-        b.plot(m["time"], m[column], color=color, label=label)
+        a.plot(*drawable(m["update"], m[column]), color=color, label=label)
+        b.plot(*drawable(m["time"], m[column]), color=color, label=label)
         if "energy" in m and m["energy"].notna().any():
             shift = (m["loss"] - m["suboptimality"]) if sub else 0.0
             a.plot(m["update"], m["energy"] - shift, color=color, ls="--", lw=1, label=f"{label}: energy E_j")
-    values = np.concatenate([m[column].to_numpy() for m in curves.values()])
+    values = np.concatenate([drawable(m["time"], m[column])[1] for m in curves.values()])
     log = np.mean(values > 0) > 0.5  # exact zeros (a minimum reached to rounding) are left out of a log axis
     for ax, xlabel in ((a, "update"), (b, "simulated time (s)")):
         ax.set_xlabel(xlabel)
@@ -245,10 +268,10 @@ def plot_fidelity_loss(metrics_a: pd.DataFrame, metrics_b: pd.DataFrame, labels:
     sub = "suboptimality" in metrics_a and "suboptimality" in metrics_b
     column = "suboptimality" if sub else "loss"
     for i, (m, label) in enumerate(zip((metrics_a, metrics_b), labels)):
-        ax.plot(m["time"], m[column], color=f"C{i}", label=label)
+        ax.plot(*drawable(m["time"], m[column], ax, f"C{i}"), color=f"C{i}", label=label)
     if target is not None and not sub and np.isfinite(target):
         ax.axhline(target, color="k", ls=":", lw=1, label=f"common target {target:.4g}")
-    values = np.concatenate([m[column].to_numpy() for m in (metrics_a, metrics_b)])
+    values = np.concatenate([drawable(m["time"], m[column])[1] for m in (metrics_a, metrics_b)])
     if np.mean(values > 0) > 0.5:
         ax.set_yscale("log", nonpositive="mask")
     ax.set(xlabel="time (s; simulated or wall-clock)", ylabel="f(x) - f*" if sub else "f(x)", title="loss")

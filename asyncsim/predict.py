@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import theory
+from .build import build, timing_model
 from .rng import BLOCK, Stream
 from .scenario import Scenario
 from .timing.cluster import Cluster
@@ -70,8 +71,6 @@ def _geometric_case(c: Cluster, message_bytes: int) -> bool:
 
 def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto") -> pd.DataFrame:
     """A table of predicted and simulated values (columns quantity, predicted, simulated, rel_diff, note)."""
-    from .runner import build, timing_model
-
     timing = timing_model(build(scenario))
     c, seed, m = timing.cluster, scenario.seed, timing.message_bytes
     n = c.workers

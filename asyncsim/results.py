@@ -59,7 +59,8 @@ def output_lock(out_dir):
                 break
             os.close(fd)  # the holder removed it as we opened it: take the new one
     except OSError as err:
-        raise ScenarioError(f"--out {out_dir}: cannot write in {str(out.parent)!r} ({err.strerror or err})") from None
+        why = "not a directory" if out.parent.exists() and not out.parent.is_dir() else err.strerror or err
+        raise ScenarioError(f"--out {out_dir}: cannot write in {str(out.parent)!r} ({why})") from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _held[out] = fd

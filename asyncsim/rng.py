@@ -1,4 +1,4 @@
-"""Keyed random streams (DESIGN.md, "Randomness").
+"""Keyed random streams (docs/ARCHITECTURE.md, "Conventions").
 
 Every draw comes from a generator keyed by ``(seed, stream, worker, block)`` through
 ``numpy.random.SeedSequence(seed, spawn_key=(stream, worker, block))``.  Per-step draws (a worker's compute time at

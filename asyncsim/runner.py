@@ -1,9 +1,4 @@
-"""Run a scenario end to end: timing -> Trace -> replay -> metrics and summary (docs/ARCHITECTURE.md, "The seam").
-
-``build(scenario)`` makes what every process rebuilds from the scenario and its seed (problem, x0, algorithm and
-its states); ``timing_model(built)`` is the one timing model of a run (compute times in seconds, the serial step,
-the message size), used by the simulation, the real mode's emulated waits, ``predict`` and the plot overlays.
-"""
+"""Run a scenario end to end: timing -> Trace -> replay -> metrics and summary (docs/ARCHITECTURE.md, "The seam")."""
 
 from __future__ import annotations
 
@@ -14,14 +9,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from .build import build, timing_model
 from .params import kind, to_plain
 from .predict import overlays
 from .replay import replay
-from .rng import Stream, generator
 from .scenario import Scenario
 from .summary import Staleness, Summary
-from .timing.cluster import Cluster
-from .timing.durations import Durations
 from .timing.protocols import choose_engine, simulate
 from .timing.trace import Status, Trace
 from .version import __version__
@@ -38,62 +31,6 @@ class RunResult:
     x: np.ndarray
     problem: object = None
     """The problem instance the run solved (data included)."""
-
-
-@dataclass(frozen=True)
-class Built:
-    """What every process rebuilds from the scenario and its seed."""
-
-    scenario: Scenario
-    problem: object
-    x0: np.ndarray
-    algorithm: object
-    state: object
-    worker_states: tuple
-
-
-@dataclass(frozen=True)
-class TimingModel:
-    """The timing inputs of a run beyond the seed: the cluster with compute times in seconds (the algorithm's
-    flops per step over ``cluster.flops_per_second``, when set), the seconds of the serial step after each round,
-    and the bytes of a message on the links."""
-
-    cluster: Cluster
-    serial: float
-    message_bytes: int
-
-    def durations(self, seed: int) -> Durations:
-        """The keyed draws of every duration (``Durations``)."""
-        return Durations(self.cluster, seed, self.message_bytes, self.serial)
-
-
-def build(scenario: Scenario) -> Built:
-    """Problem from the DATA stream, x_0 from the INIT stream, the algorithm bound to the problem and the cluster,
-    and its initial states: the same in the main process and in every worker."""
-    seed, n = scenario.seed, scenario.cluster.workers
-    problem = scenario.problem.build(generator(seed, Stream.DATA))
-    x0 = np.array(problem.initial_point(generator(seed, Stream.INIT)), dtype=np.float64)
-    x0.flags.writeable = False
-    algorithm = scenario.algorithm.bind(problem, n)
-    state, worker_states = algorithm.init(x0, n)
-    return Built(scenario, problem, x0, algorithm, state, tuple(worker_states))
-
-
-def timing_model(built: Built) -> TimingModel:
-    """The run's :class:`TimingModel`.  With ``cluster.flops_per_second`` a step takes ``algorithm.work`` flops
-    (times the compute law's draw and the worker's factors) and the serial step ``algorithm.serial_flops``;
-    without it, compute times are the laws' seconds (the scenario check refuses a serial step then).  A message is
-    ``cluster.network.message_bytes`` if given, else the algorithm's size (``Algorithm.message_bytes``), else
-    8 bytes per parameter."""
-    s, algorithm, problem = built.scenario, built.algorithm, built.problem
-    cluster, serial = s.cluster, 0.0
-    if cluster.flops_per_second is not None:
-        serial = algorithm.serial_flops(problem) / cluster.flops_per_second
-        cluster = cluster.per_step(algorithm.work(problem, cluster.workers))
-    given = s.cluster.network.message_bytes
-    if given is None:
-        given = algorithm.message_bytes(problem, cluster.workers) or 8 * problem.dim
-    return TimingModel(cluster, serial, given)
 
 
 def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, engine: str = "auto") -> RunResult:

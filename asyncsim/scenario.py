@@ -169,7 +169,7 @@ def _check_compute_trace(s: Scenario) -> None:
                          f"{s.run.updates} rounds; set cluster.compute_trace.cycle: true or run fewer updates")
     net = s.cluster.network
     if s.cluster.flops_per_second is None and net.uplink_bandwidth is None and net.downlink_bandwidth is None:
-        simulate(s.cluster, s.protocol, K, s.seed)  # raises the same error as the run would
+        simulate(s.cluster, s.protocol, s.run.updates, s.seed)  # raises the same error as the run would
 
 
 def default_scenario_text() -> str:

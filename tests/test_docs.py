@@ -32,3 +32,32 @@ def test_readme_scenario_block_is_the_shipped_quickstart(root):
     assert shown["sweep"] == nmf["sweep"]
     for name, variant in shown["compare"].items():
         assert variant["algorithm"] == nmf["compare"][name]["algorithm"]
+
+
+def test_readme_error_examples_are_what_the_cli_prints(root, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from asyncsim.cli import main
+
+    fenced, inside = [], None
+    for line in (root / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            fenced, inside = (fenced + ["\n".join(inside)], None) if inside is not None else (fenced, [])
+        elif inside is not None:
+            inside.append(line)
+    block = next(b for b in fenced if "$ asyncsim run bad.yaml" in b)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(default_scenario_text().replace("lr: 0.01", "lr: -0.1"))
+    lines = block.strip().splitlines()
+    commands = [(i, ln[2:]) for i, ln in enumerate(lines) if ln.startswith("$ ")]
+    assert len(commands) == 4
+    for i, command in commands:
+        words = shlex.split(command)
+        env = words[:words.index("asyncsim")]  # VAR=value prefixes
+        for assignment in env:
+            monkeypatch.setenv(*assignment.split("=", 1))
+        argv = words[words.index("asyncsim") + 1:]
+        assert main(argv) == 2
+        assert capsys.readouterr().err == lines[i + 1] + "\n"
+        for assignment in env:
+            monkeypatch.delenv(assignment.split("=")[0])

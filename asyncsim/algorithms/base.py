@@ -1,4 +1,4 @@
-"""Algorithm interface (optax-style pure functions, DESIGN.md).
+"""Algorithm interface (optax-style pure functions; docs/ARCHITECTURE.md, "Algorithm").
 
 An algorithm is a frozen dataclass of hyper-parameters with pure methods:
 

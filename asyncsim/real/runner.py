@@ -10,7 +10,7 @@ the problem and the algorithm, starts the clock and then:
   in worker order as one update and writes every worker's reply;
 - ``shared_memory``: only watches; the workers update the shared vector lock-free (Hogwild).
 
-Row by row the observed Trace has the DESIGN.md schema with wall-clock seconds since the start in place of
+Row by row the observed Trace has the schema of ``asyncsim.timing.trace`` with wall-clock seconds since the start in place of
 simulated ones: t_read when a worker has its parameters, t_done when its computation (and any emulated compute
 wait) ends, t_arrive when the server takes the message, t_apply when the new version exists.  Because the
 workers draw their minibatches from the keyed (seed, worker, step) streams, replaying the observed Trace through
@@ -39,7 +39,8 @@ from .. import budget
 from ..algorithms.base import ApplyInfo
 from ..params import ParamError, ScenarioError, kind, require, to_plain
 from ..replay import Recorder, replay
-from ..runner import RunResult, build, summarize
+from ..build import build
+from ..runner import RunResult, summarize
 from ..scenario import footprint
 from ..summary import RealOutcome
 from ..timing.protocol import Protocol, RealLoop
@@ -77,8 +78,8 @@ def _check_real(scenario) -> None:
     if spec.on_worker_failure == "continue" and loop is RealLoop.BARRIER:
         raise ParamError(f"real.on_worker_failure continue needs an asynchronous protocol (a barrier waits for "
                          f"every worker); got protocol {kind(protocol)}, which runs in rounds")
-    require(cluster.failures is None, "cluster.failures", "is not emulated in real mode (there, workers fail for "
-            "real; see real.on_worker_failure): remove it", "failures")
+    require(cluster.failures is None, "cluster.failures", "must be null in real mode: failures are not emulated "
+            "(workers fail for real there; see real.on_worker_failure)", to_plain(cluster.failures))
     if spec.time_scale is not None and loop is not RealLoop.HOGWILD:
         require(cluster.server.slots == 1, "cluster.server.slots", "must be 1 to emulate the server in real mode "
                 "(one server loop)", cluster.server.slots)
@@ -172,7 +173,7 @@ def _view(seg, shape, dtype=np.float64) -> np.ndarray:
 
 
 def _stop(procs, conns) -> None:
-    """Tell every worker to stop, drain what they still send, then terminate the ones that do not exit."""
+    """Tell every worker to stop, drain what they still send, then kill the ones that do not exit."""
     for c in conns:
         try:
             c.send(None)
@@ -189,13 +190,10 @@ def _stop(procs, conns) -> None:
                 except (EOFError, OSError):
                     pass
         alive = [(p, c) for p, c in alive if p.is_alive()]
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-        p.join(2.0)
+    for p in procs:  # workers ignore SIGTERM (the main process handles it), so a worker still alive is killed
         if p.is_alive():
             p.kill()
-            p.join()
+        p.join()
     for c in conns:
         c.close()
 

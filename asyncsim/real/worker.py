@@ -33,7 +33,7 @@ import numpy as np
 from ..algorithms.base import ApplyInfo
 from ..replay import algorithm_draws
 from ..rng import Stream
-from ..runner import Built, build, timing_model
+from ..build import Built, build, timing_model
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
             "NUMEXPR_NUM_THREADS")
@@ -106,9 +106,10 @@ class Waits:
 
 def worker_main(args: WorkerArgs) -> None:
     """Entry point of a worker process: rebuild, say ready, run the loop; report an exception to the main
-    process as ('error', text) and exit with status 1.  Ctrl-C is left to the main process, which stops the
-    workers."""
+    process as ('error', text) and exit with status 1.  Ctrl-C and SIGTERM (sent to the whole process group by a
+    terminal or a batch scheduler) are left to the main process, which stops the workers and cleans up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pin_blas_threads()
     conn = args.conn
     try:

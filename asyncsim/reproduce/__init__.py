@@ -21,40 +21,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..files import load_yaml
-from ..params import Registry, ScenarioError, build_dataclass, require, to_plain
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a reproduction measured: ``table`` (measured next to predicted, one row per point), ``passed`` and
-    ``criterion`` (one line: what was required and the worst case measured), and ``notes`` (extra lines printed
-    before the verdict, such as a method reported alongside)."""
-
-    table: pd.DataFrame
-    passed: bool
-    criterion: str
-    notes: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)
-    """Measurements the plot needs beyond the table (curves, histograms)."""
-
-
-class Reproduction:
-    """Base class of reproduction kinds; ``Reproduction.registry`` maps YAML ``kind`` names to them."""
-
-    registry = Registry("reproduction")
-
-    def run(self, seed: int) -> Outcome:
-        raise NotImplementedError
-
-    def plot(self, outcome: Outcome):
-        raise NotImplementedError
+from ..params import ScenarioError, build_dataclass, require, to_plain
+from . import delay_adaptive, delayed_gd, momentum, optimal_time, order_statistics, speedup, staleness  # noqa: F401  (registers the kinds)
+from .base import Outcome, Reproduction, describe, first_hit, span
 
 
 @dataclass(frozen=True)
@@ -135,32 +110,6 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def first_hit(metrics: pd.DataFrame, values, threshold: float) -> tuple[int, float] | None:
-    """(update, simulated time) of the first recorded version whose ``values`` (one per row of ``metrics``, e.g.
-    its suboptimality) are <= ``threshold``, or None if no row reaches it: the time to a target."""
-    hit = np.flatnonzero(np.asarray(values) <= threshold)
-    if hit.size == 0:
-        return None
-    return int(metrics["update"].iat[hit[0]]), float(metrics["time"].iat[hit[0]])
-
-
-def span(values) -> str:
-    """Integers as ``a..b`` when they are consecutive (more than two), else listed: for criterion lines."""
-    v = sorted(values)
-    return f"{v[0]}..{v[-1]}" if len(v) > 2 and v == list(range(v[0], v[-1] + 1)) else ", ".join(map(str, v))
-
-
-def describe(obj) -> str:
-    """A dataclass's parameters on one short line, e.g. ``base exponential(mean 1.0), p 0.05, slowdown 20.0``."""
-    def value(v):
-        return f"{v['kind']}({fields(v)})" if isinstance(v, dict) else str(v)
-
-    def fields(d):
-        return ", ".join(f"{k} {value(v)}" for k, v in d.items() if k != "kind")
-
-    return fields(to_plain(obj))
-
-
 def verdict(outcome: Outcome) -> str:
     """The last line printed: ``PASS: criterion`` or ``FAIL: criterion``."""
     return f"{'PASS' if outcome.passed else 'FAIL'}: {outcome.criterion}"
@@ -189,8 +138,5 @@ def write_outcome(definition: Definition, outcome: Outcome, out: Path, full: boo
     return out
 
 
-from . import (delay_adaptive, delayed_gd, momentum, optimal_time, order_statistics, speedup,  # noqa: E402,F401
-               staleness)  # (registers the kinds)
-
-__all__ = ["Definition", "Outcome", "Reproduction", "available", "load", "markdown", "run_definition", "verdict",
-           "write_outcome"]
+__all__ = ["Definition", "Outcome", "Reproduction", "available", "describe", "first_hit", "load", "markdown",
+           "run_definition", "span", "verdict", "write_outcome"]

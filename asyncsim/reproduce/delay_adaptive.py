@@ -20,7 +20,7 @@ from ..timing.cluster import Cluster, Straggler
 from ..timing.laws import DelayLaw
 from ..timing.protocols import Async, simulate
 from ..timing.rounds import Sync
-from . import Outcome, Reproduction, first_hit
+from .base import Outcome, Reproduction, first_hit
 
 # method -> (algorithm class, protocol, role); the first two decide PASS, the others are reported alongside
 METHODS = {"delay_adaptive": (DelayAdaptive, Async, "criterion"), "minibatch_sgd": (MinibatchSGD, Sync, "criterion"),

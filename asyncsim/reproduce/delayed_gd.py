@@ -16,7 +16,7 @@ from ..theory import delayed_gd_critical_step
 from ..timing.cluster import Cluster
 from ..timing.laws import Constant
 from ..timing.protocols import Async, simulate
-from . import Outcome, Reproduction, span
+from .base import Outcome, Reproduction, span
 
 
 class _Coordinates(QuadraticProblem):

@@ -15,7 +15,7 @@ from ..theory import heavy_ball_trajectory
 from ..timing.cluster import Cluster
 from ..timing.laws import Exponential
 from ..timing.protocols import Async, simulate
-from . import Outcome, Reproduction, span
+from .base import Outcome, Reproduction, span
 from .delayed_gd import _Coordinates
 
 

@@ -18,7 +18,7 @@ from ..timing.cluster import Cluster
 from ..timing.laws import Constant
 from ..timing.protocols import Rennala, Ringmaster, simulate
 from ..timing.rounds import Sync
-from . import Outcome, Reproduction, first_hit
+from .base import Outcome, Reproduction, first_hit
 
 METHODS = ("rennala", "ringmaster", "minibatch")
 

@@ -16,7 +16,7 @@ from ..timing.cluster import Cluster
 from ..timing.laws import Constant, DelayLaw
 from ..timing.protocols import Async, simulate
 from ..timing.rounds import Sync
-from . import Outcome, Reproduction, describe
+from .base import Outcome, Reproduction, describe
 
 
 @Reproduction.registry.register("order_statistics")

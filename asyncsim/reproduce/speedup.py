@@ -18,7 +18,7 @@ from ..theory import asysg_linear_speedup_workers
 from ..timing.cluster import Cluster, Server
 from ..timing.laws import Constant, DelayLaw, Exponential
 from ..timing.protocols import Async, SharedMemory, simulate
-from . import Outcome, Reproduction, first_hit
+from .base import Outcome, Reproduction, first_hit
 
 TABLES = ("con machines", "incon threads")
 

@@ -14,7 +14,7 @@ from ..theory import async_mean_staleness, staleness_cdf, staleness_pmf
 from ..timing.cluster import Cluster
 from ..timing.laws import Constant, DelayLaw, Exponential
 from ..timing.protocols import Async, simulate
-from . import Outcome, Reproduction, describe
+from .base import Outcome, Reproduction, describe
 
 
 @Reproduction.registry.register("staleness_identity")

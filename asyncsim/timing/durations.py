@@ -1,4 +1,4 @@
-"""Keyed timing draws of one run (DESIGN.md, "Randomness").
+"""Keyed timing draws of one run (docs/ARCHITECTURE.md, "Conventions").
 
 ``Durations(cluster, seed, message_bytes)`` answers every timing question a protocol asks, each from its own stream
 keyed by (seed, stream, worker, step block): compute times, uplink and downlink transfer times, service times, the

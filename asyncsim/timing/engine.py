@@ -1,6 +1,6 @@
 """The SimPy clock with the explicit tie rule, the FIFO server, and the row log that becomes a Trace.
 
-Tie rule (DESIGN.md, "Ties").  Events at the same simulated time are processed in phase order (applies, then
+Tie rule (docs/ARCHITECTURE.md, "Conventions").  Events at the same simulated time are processed in phase order (applies, then
 reads, then compute completions, then arrivals at the server, then the server's round decisions) and, within a
 phase, by worker id; never by creation order.  Arrivals come after completions so that every contribution arriving
 at time t has joined the server's queue before the server decides on them: contributions that arrive together are

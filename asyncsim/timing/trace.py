@@ -1,4 +1,4 @@
-"""The Trace: where timing and numerics meet (DESIGN.md).
+"""The Trace: where timing and numerics meet (docs/ARCHITECTURE.md, "The seam").
 
 One row per worker contribution, in the order the replay consumes them (by update index, worker, step).  Update k
 is applied to version k and produces version k+1; a contribution that read version r_k has staleness
@@ -50,7 +50,7 @@ class Status(IntEnum):
 
 
 class TraceError(ValueError):
-    """A trace that breaks one of the invariants of DESIGN.md."""
+    """A trace that breaks one of the invariants of ``Trace.validate``."""
 
 
 @dataclass(frozen=True, eq=False)
