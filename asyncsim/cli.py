@@ -147,6 +147,7 @@ def _reproduce(args) -> int:
     import time
 
     from .reproduce import available, load, markdown, run_definition, verdict, write_outcome
+    from .results import check_replaceable, output_lock
 
     if args.list:
         for r in available():
@@ -157,11 +158,13 @@ def _reproduce(args) -> int:
     definition = load(args.name)
     out = Path(args.out) if args.out else Path("results") / "reproductions" / (
         definition.name + ("-full" if args.full else ""))
+    check_replaceable(out)
     print(f"{definition.name} ({'full' if args.full else 'quick'} version): {definition.title}")
     print(f"source: {definition.source}")
     start = time.perf_counter()
-    outcome = run_definition(definition, args.full)
-    write_outcome(definition, outcome, out, args.full, plots=not args.no_plots)
+    with output_lock(out):
+        outcome = run_definition(definition, args.full)
+        write_outcome(definition, outcome, out, args.full, plots=not args.no_plots)
     print(markdown(outcome.table))
     for note in outcome.notes:
         print(note)
@@ -306,16 +309,15 @@ def _stability(args) -> int:
     import numpy as np
 
     from .plotting import plot_stability_map, save_figure
-    from .results import atomic_directory, check_replaceable
+    from .results import atomic_directory
     from .stability import agreement, easgd_map
 
     if args.rounds < 1:
         raise ScenarioError(f"--rounds must be >= 1, got {args.rounds}")
     out = Path(args.out)
-    check_replaceable(out)
-    frame = easgd_map(np.linspace(0.02, 2.5, 40), np.linspace(0.01, 0.99, 30), (1, 2, 4, 8), args.rounds)
-    agree, compared = agreement(frame)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out) as tmp:  # checked, locked and left clean before the map is computed
+        frame = easgd_map(np.linspace(0.02, 2.5, 40), np.linspace(0.01, 0.99, 30), (1, 2, 4, 8), args.rounds)
+        agree, compared = agreement(frame)
         frame.to_csv(tmp / "map.csv", index=False, float_format="%.10g")
         save_figure(plot_stability_map(frame), tmp / "map.png")
         (tmp / "summary.json").write_text(json.dumps({"study": "easgd_stability", "rounds": args.rounds,
@@ -334,12 +336,13 @@ def _compare(args) -> int:
 
     matplotlib.use("Agg")
     from .fidelity import compare, default_out, format_report, write_report
-    from .results import check_replaceable
+    from .results import check_replaceable, output_lock
 
     out = Path(args.out) if args.out else default_out(args.a, args.b)
     check_replaceable(out)
-    report = compare(args.a, args.b)
-    write_report(report, out, plots=not args.no_plots)
+    with output_lock(out):
+        report = compare(args.a, args.b)
+        write_report(report, out, plots=not args.no_plots)
     print(format_report(report))
     print(f"report in {out}/ (fidelity.csv, summary.json{', plots/' if not args.no_plots else ''})")
     return 0

@@ -231,11 +231,10 @@ class Ringmaster(Protocol):
     queued at the server whose staleness would exceed R is dropped."""
 
     max_staleness: int
+    bounds_staleness = True
 
     def __post_init__(self):
         require(self.max_staleness >= 0, "max_staleness", "must be >= 0", self.max_staleness)
-
-    bounds_staleness = True
 
     def run(self, sim):
         run_async(sim, max_staleness=self.max_staleness)
@@ -258,12 +257,11 @@ class Rennala(Protocol):
     min{t : sum_i floor(t / tau_i) >= S}."""
 
     batch: int
+    family = Family.BATCHED
+    bounds_staleness = True
 
     def __post_init__(self):
         require(self.batch >= 1, "batch", "must be >= 1", self.batch)
-
-    family = Family.BATCHED
-    bounds_staleness = True
 
     def run(self, sim):
         run_async(sim, batch=self.batch)
