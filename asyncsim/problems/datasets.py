@@ -15,6 +15,7 @@ Errors are one-line :class:`~asyncsim.params.ScenarioError` messages naming the 
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import zlib
 from functools import lru_cache
@@ -76,30 +77,43 @@ def _read_bytes(path: Path) -> bytes:
     return raw
 
 
+def _header(path: Path, stream) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and shape of the IDX file open as ``stream`` (left at the start of the data)."""
+    head = stream.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00":
+        raise ScenarioError(f"IDX file {str(path)!r} has a bad magic number {head.hex() or 'none'} "
+                            "(expected two zero bytes, a type byte and a dimension count)")
+    code, ndim = head[2], head[3]
+    if code not in IDX_TYPES:
+        raise ScenarioError(f"IDX file {str(path)!r} has an unknown type byte 0x{code:02X} (expected one of "
+                            f"{', '.join(f'0x{c:02X}' for c in IDX_TYPES)})")
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ScenarioError(f"IDX file {str(path)!r} is truncated: {ndim} dimensions need a {4 + 4 * ndim}-byte "
+                            f"header, found {4 + len(dims)} bytes")
+    return IDX_TYPES[code], struct.unpack(f">{ndim}I", dims)
+
+
+def _check_length(path: Path, shape: tuple[int, ...], dtype: np.dtype, found: int) -> int:
+    """The bytes of data the shape needs, which must be what the file holds."""
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if found != expected:
+        what = "truncated" if found < expected else "longer than its dimensions say"
+        raise ScenarioError(f"IDX file {str(path)!r} is {what}: shape {shape} of {dtype.name} needs {expected} "
+                            f"bytes of data, found {found}")
+    return expected
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """The array stored in an IDX file (gzipped or not: gzip is recognized by its magic bytes), in native byte
     order.  A bad magic number, an unknown type byte or a data size that does not match the dimensions raises
     ScenarioError naming the file."""
     path = Path(path)
     raw = _read_bytes(path)
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise ScenarioError(f"IDX file {str(path)!r} has a bad magic number {raw[:4].hex() or 'none'} "
-                            "(expected two zero bytes, a type byte and a dimension count)")
-    code, ndim = raw[2], raw[3]
-    if code not in IDX_TYPES:
-        raise ScenarioError(f"IDX file {str(path)!r} has an unknown type byte 0x{code:02X} (expected one of "
-                            f"{', '.join(f'0x{c:02X}' for c in IDX_TYPES)})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ScenarioError(f"IDX file {str(path)!r} is truncated: {ndim} dimensions need a {header}-byte header, "
-                            f"found {len(raw)} bytes")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = IDX_TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
-        what = "truncated" if len(raw) - header < expected else "longer than its dimensions say"
-        raise ScenarioError(f"IDX file {str(path)!r} is {what}: shape {shape} of {dtype.name} needs {expected} "
-                            f"bytes of data, found {len(raw) - header}")
+    stream = io.BytesIO(raw)
+    dtype, shape = _header(path, stream)
+    header = stream.tell()
+    expected = _check_length(path, shape, dtype, len(raw) - header)
     data = np.frombuffer(raw, dtype=dtype, offset=header, count=expected // dtype.itemsize)
     return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
@@ -136,30 +150,14 @@ def idx_shape(path: str | Path) -> tuple[int, ...]:
         raise ScenarioError(f"cannot read IDX file {str(path)!r}: {err.strerror or err}") from None
     try:
         with stream:
-            head = stream.read(4)
-            if len(head) < 4 or head[:2] != b"\x00\x00":
-                raise ScenarioError(f"IDX file {str(path)!r} has a bad magic number {head.hex() or 'none'} "
-                                    "(expected two zero bytes, a type byte and a dimension count)")
-            code, ndim = head[2], head[3]
-            if code not in IDX_TYPES:
-                raise ScenarioError(f"IDX file {str(path)!r} has an unknown type byte 0x{code:02X} (expected one of "
-                                    f"{', '.join(f'0x{c:02X}' for c in IDX_TYPES)})")
-            dims = stream.read(4 * ndim)
-            if len(dims) < 4 * ndim:
-                raise ScenarioError(f"IDX file {str(path)!r} is truncated: {ndim} dimensions need a {4 + 4 * ndim}-"
-                                    f"byte header, found {4 + len(dims)} bytes")
-            shape = struct.unpack(f">{ndim}I", dims)
-            expected = int(np.prod(shape, dtype=np.int64)) * IDX_TYPES[code].itemsize
+            dtype, shape = _header(path, stream)
             found = 0
             while chunk := stream.read(1 << 22):
                 found += len(chunk)
     except (OSError, EOFError, zlib.error) as err:
         msg = " ".join(str(err).split())
         raise ScenarioError(f"IDX file {str(path)!r} is not a valid gzip file ({msg})") from None
-    if found != expected:
-        what = "truncated" if found < expected else "longer than its dimensions say"
-        raise ScenarioError(f"IDX file {str(path)!r} is {what}: shape {shape} of {IDX_TYPES[code].name} needs "
-                            f"{expected} bytes of data, found {found}")
+    _check_length(path, shape, dtype, found)
     return shape
 
 
