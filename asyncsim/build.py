@@ -3,7 +3,7 @@
 ``build(scenario)`` makes the problem (DATA stream), x_0 (INIT stream) and the algorithm bound to them with its
 initial states, the same in the simulator, in every real worker process and in calibration; ``timing_model(built)``
 gives the cluster with compute times in seconds, the serial step and the message size that the simulation, the
-real mode's emulated waits, ``predict`` and the plot overlays all use (docs/ARCHITECTURE.md, "Timing model").
+real mode's emulated waits, ``predict`` and the plot overlays all use (docs/ARCHITECTURE.md, "The timing model").
 """
 
 from __future__ import annotations

@@ -75,7 +75,9 @@ def plot_shares(trace: pd.DataFrame, ax=None, predicted=None):
         ax.plot(np.arange(len(predicted)), predicted, "k_", ms=14, mew=2, label="predicted")
     ax.set_xlabel("worker")
     ax.set_ylabel("share of applied contributions")
-    ax.legend()
+    top = max(share.max(), max(predicted) if predicted is not None else 0.0)
+    ax.set_ylim(0, 1.3 * top)  # headroom, so the legend stays above the bars
+    ax.legend(loc="upper right", ncol=2)
     return ax
 
 
@@ -118,7 +120,8 @@ def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_
                     ax.plot(bad["t_apply"], [row] * len(bad), "kx", ms=7)
     ax.set_xlim(0, until)
     ax.set_yticks(range(len(workers)), [str(w) for w in workers])
-    ax.set_xlabel("simulated time (s)")
+    end = float(trace["t_apply"].max())
+    ax.set_xlabel("simulated time (s)" + (f"; the first {until:.3g} s of {end:.4g} s" if until < end else ""))
     ax.set_ylabel("worker")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return ax
@@ -154,14 +157,17 @@ def plot_comparison(curves: dict[str, pd.DataFrame], title: str = ""):
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     sub = all("suboptimality" in m for m in curves.values())
     column = "suboptimality" if sub else "loss"
+    shown = []
     for i, (label, m) in enumerate(curves.items()):
         color = f"C{i % 10}"
         a.plot(*drawable(m["update"], m[column]), color=color, label=label)
-        b.plot(*drawable(m["time"], m[column]), color=color, label=label)
+        t, y = drawable(m["time"], m[column])
+        b.plot(t, y, color=color, label=label)
+        shown.append(y)
         if "energy" in m and m["energy"].notna().any():
             shift = (m["loss"] - m["suboptimality"]) if sub else 0.0
             a.plot(m["update"], m["energy"] - shift, color=color, ls="--", lw=1, label=f"{label}: energy E_j")
-    values = np.concatenate([drawable(m["time"], m[column])[1] for m in curves.values()])
+    values = np.concatenate(shown)
     log = np.mean(values > 0) > 0.5  # exact zeros (a minimum reached to rounding) are left out of a log axis
     for ax, xlabel in ((a, "update"), (b, "simulated time (s)")):
         ax.set_xlabel(xlabel)
@@ -267,11 +273,14 @@ def plot_fidelity_loss(metrics_a: pd.DataFrame, metrics_b: pd.DataFrame, labels:
     fig, ax = plt.subplots(figsize=(6, 4))
     sub = "suboptimality" in metrics_a and "suboptimality" in metrics_b
     column = "suboptimality" if sub else "loss"
+    shown = []
     for i, (m, label) in enumerate(zip((metrics_a, metrics_b), labels)):
-        ax.plot(*drawable(m["time"], m[column], ax, f"C{i}"), color=f"C{i}", label=label)
+        t, y = drawable(m["time"], m[column], ax, f"C{i}")
+        ax.plot(t, y, color=f"C{i}", label=label)
+        shown.append(y)
     if target is not None and not sub and np.isfinite(target):
         ax.axhline(target, color="k", ls=":", lw=1, label=f"common target {target:.4g}")
-    values = np.concatenate([drawable(m["time"], m[column])[1] for m in (metrics_a, metrics_b)])
+    values = np.concatenate(shown)
     if np.mean(values > 0) > 0.5:
         ax.set_yscale("log", nonpositive="mask")
     ax.set(xlabel="time (s; simulated or wall-clock)", ylabel="f(x) - f*" if sub else "f(x)", title="loss")

@@ -1,6 +1,6 @@
 """``asyncsim predict``: the closed-form predictions of ``theory.py`` next to the values a simulation measures.
 
-Every prediction is computed from the run's timing model (``runner.timing_model``: compute times in seconds, with
+Every prediction is computed from the run's timing model (``build.timing_model``: compute times in seconds, with
 the algorithm's flops per step when ``cluster.flops_per_second`` is set, and its message size on the links); every
 measurement from simulated traces of the same model and seed (the scenario's own protocol, plus ``async`` and
 ``sync`` runs for the throughput and speedup rows).  A note says when a formula's assumptions (no server
@@ -21,7 +21,7 @@ from .scenario import Scenario
 from .timing.cluster import Cluster
 from .timing.laws import Bimodal, Constant, Exponential, scaled
 from .timing.protocol import Family
-from .timing.protocols import AllReduce, Async, KOfN, Protocol, Rennala, Sync, simulate
+from .timing.protocols import AllReduce, Async, Protocol, Rennala, Sync, simulate
 
 
 def worker_laws(cluster: Cluster):
@@ -51,7 +51,7 @@ def assumptions(cluster: Cluster) -> str:
 
 
 def overlays(scenario: Scenario, timing) -> dict:
-    """Predicted curves for the plots of a run with ``timing`` (its ``runner.TimingModel``): per-worker shares for
+    """Predicted curves for the plots of a run with ``timing`` (its ``build.TimingModel``): per-worker shares for
     simulated asynchronous protocols (every arrival is an update, so shares follow the cycle rates) and, for
     exponential compute times, equal workers and no latency, the geometric staleness law."""
     c, m = timing.cluster, timing.message_bytes
@@ -91,7 +91,7 @@ def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto"
     # compute-time order statistics, measured on the cluster's own keyed compute draws (one "round" per step)
     draws = timing.durations(seed).steps(Stream.COMPUTE, max(1, min(K, 50_000) // BLOCK) * BLOCK)
     ordered = np.sort(draws, axis=1)
-    ks = sorted({1, n} | set(kept(p, n)))
+    ks = sorted({1, n} | ({p.waits_for(n)} - {None}))
     for k in ks:
         row(f"E[X_({k}:{n})] compute order statistic (s)", theory.order_statistic_mean(laws, k), ordered[:, k - 1].mean())
     if all(isinstance(x, Bimodal) and isinstance(x.base, Constant) for x in c.laws) and len(set(c.laws)) == 1:
@@ -125,20 +125,9 @@ def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto"
 
 
 @singledispatch
-def kept(protocol: Protocol, n: int) -> tuple[int, ...]:
-    """The order statistics (k of n) of the compute times that a protocol's rounds wait for (none by default)."""
-    return ()
-
-
-@kept.register
-def _(protocol: KOfN, n: int):
-    return (protocol.k,)
-
-
-@singledispatch
 def protocol_rows(protocol: Protocol, timing, laws, lat: float, run) -> list[tuple]:
     """(quantity, predicted, simulated) rows that only this protocol has a formula for (none by default), for the
-    run's ``timing`` (``runner.TimingModel``); ``run(protocol)`` simulates it."""
+    run's ``timing`` (``build.TimingModel``); ``run(protocol)`` simulates it."""
     return []
 
 

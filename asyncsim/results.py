@@ -31,6 +31,10 @@ except ImportError:  # not on Windows: runs there are not locked against each ot
     fcntl = None
 
 FILES = ("scenario.yaml", "trace.parquet", "metrics.csv", "summary.json")
+WRITTEN = {*FILES, "plots", "comparison.csv", "table.csv", "table.md", "plot.png", "fidelity.csv", "map.csv",
+           "map.png"}
+"""Every name asyncsim writes at the top of a result directory (a run's, a study's, a reproduction's, a comparison's,
+a stability map's); a study's runs are result directories inside it."""
 _held: dict[Path, int] = {}
 """The output locks this process holds: resolved --out path -> lock file descriptor."""
 
@@ -85,8 +89,13 @@ def check_replaceable(out_dir) -> None:
     """Raise FileExistsError unless ``out_dir`` is absent, empty or an earlier asyncsim result (which a run
     replaces): a directory of anything else is never replaced."""
     out = Path(out_dir)
-    if out.exists() and not _replaceable(out):
-        raise FileExistsError(f"--out {out} exists and is not an asyncsim result directory; choose another")
+    if not out.exists() or _replaceable(out):
+        return
+    if out.is_dir() and (out / "summary.json").is_file():
+        foreign = sorted(e.name for e in out.iterdir() if e.name not in WRITTEN and not _replaceable(e))
+        raise FileExistsError(f"--out {out} holds files asyncsim did not write ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); choose another")
+    raise FileExistsError(f"--out {out} exists and is not an asyncsim result directory; choose another")
 
 
 @contextmanager
@@ -128,7 +137,13 @@ def write_results(result, out_dir, plots: bool = True) -> Path:
 
 
 def _replaceable(path: Path) -> bool:
-    return path.is_dir() and (not any(path.iterdir()) or (path / "summary.json").is_file())
+    """An empty directory, or one that holds a summary.json and nothing but what asyncsim writes: a file the user
+    put there (notes, a thesis) makes it not replaceable, so it is never deleted."""
+    if not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+    return not entries or ((path / "summary.json").is_file() and all(
+        e.name in WRITTEN or (e.is_dir() and not e.is_symlink() and _replaceable(e)) for e in entries))
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ class Scenario:
         return to_plain(self)
 
     def to_yaml(self) -> str:
+        """The resolved scenario as YAML (the result's scenario.yaml; loading it gives this scenario again)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
 
 

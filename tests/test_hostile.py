@@ -145,13 +145,13 @@ VALUES = {
                                    "algorithm.tau must bound every update's staleness: SEACD assumes delays bounded "
                                    "by tau = 3, but protocol async does not bound them (random or interacting "
                                    "durations); run it under protocol ringmaster (max_staleness: 3) or serial_async "
-                                   "(tau: 3), or raise tau, got 3"),
+                                   "(tau: 3), got 3"),
     "seacd over its delay bound": ({"algorithm": {"kind": "seacd", "tau": 1, "L": 1.0},
                                     "protocol": {"kind": "serial_async", "tau": 3}},
                                    "algorithm.tau must bound every update's staleness: SEACD assumes delays bounded "
                                    "by tau = 1, but protocol serial_async bounds them only by 3; run it under "
-                                   "protocol ringmaster (max_staleness: 1) or serial_async (tau: 1), or raise tau, "
-                                   "got 1"),
+                                   "protocol ringmaster (max_staleness: 1) or serial_async (tau: 1), or set tau >= "
+                                   "3, got 1"),
     "admm_nn on least squares": ({"algorithm": {"kind": "admm_nn"}, "protocol": {"kind": "sync"},
                                   "cluster": {"flops_per_second": 1e9}},
                                  "problem.loss must be hinge for admm_nn (its z_L-update is the hinge's closed "
@@ -289,7 +289,7 @@ def test_the_memory_limit_is_configurable_and_checked(tmp_path, capsys, monkeypa
     monkeypatch.setenv("ASYNCSIM_MEMORY_LIMIT", "1MB")
     assert refused(capsys, ["validate"], tmp_path) == (
         "problem.n_samples must keep the run within the memory limit of 1 MB (ASYNCSIM_MEMORY_LIMIT); got 10000, an "
-        "estimated 30.4 MB in all (the 10000 x 100 data matrix: 24 MB)")
+        "estimated 30.9 MB in all (the 10000 x 100 data matrix: 24 MB)")
     monkeypatch.setenv("ASYNCSIM_MEMORY_LIMIT", "lots")
     assert refused(capsys, ["validate"], tmp_path) == ("ASYNCSIM_MEMORY_LIMIT must be a size such as 8GB, 500MB or "
                                                        "2GiB (or none), got 'lots'")
@@ -354,6 +354,10 @@ def test_out_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys):
     (precious / "chapter.tex").write_text("keep")
     assert refused(capsys, ["run", "--out", str(precious)], tmp_path) == (
         f"--out {precious} exists and is not an asyncsim result directory; choose another")
+    (precious / "summary.json").write_text("{}")  # a summary.json beside the user's own files is not a result
+    assert refused(capsys, ["run", "--out", str(precious)], tmp_path) == (
+        f"--out {precious} holds files asyncsim did not write (chapter.tex); choose another")
+    assert (precious / "chapter.tex").read_text() == "keep"
 
 
 def test_a_second_run_on_a_held_out_is_refused_at_once_and_a_dead_holder_does_not_block(tmp_path, capsys):

@@ -144,8 +144,8 @@ class SEACD(CoordinateSteps):
                        f"bounds them only by {bound}")
             raise ParamError(f"algorithm.tau must bound every update's staleness: SEACD assumes delays bounded by "
                              f"tau = {self.tau}, but protocol {kind(protocol)} {promise}; run it under protocol "
-                             f"ringmaster (max_staleness: {self.tau}) or serial_async (tau: {self.tau}), or raise "
-                             f"tau, got {self.tau}")
+                             f"ringmaster (max_staleness: {self.tau}) or serial_async (tau: {self.tau})"
+                             + ("" if bound is None else f", or set tau >= {bound}") + f", got {self.tau}")
 
     def _check_step(self, lr: float, L: float, name: str = "lr") -> None:
         bound = 2.0 / ((2 * self.tau + 1) * L)

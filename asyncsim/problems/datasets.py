@@ -156,6 +156,8 @@ def idx_shape(path: str | Path) -> tuple[int, ...]:
                 found += len(chunk)
     except (OSError, EOFError, zlib.error) as err:
         msg = " ".join(str(err).split())
+        if not gz:
+            raise ScenarioError(f"cannot read IDX file {str(path)!r}: {msg}") from None
         raise ScenarioError(f"IDX file {str(path)!r} is not a valid gzip file ({msg})") from None
     _check_length(path, shape, dtype, found)
     return shape
@@ -171,9 +173,7 @@ def check_mnist(directory: str | Path, n_train: int | None = None, n_test: int |
         images_path, labels_path = _find(directory, images_name), _find(directory, labels_name)
         shape, labels = idx_shape(images_path), read_idx(labels_path)
         _check_pair(images_path, labels_path, shape, labels)
-        if n is not None and not 1 <= n <= shape[0]:
-            raise ScenarioError(f"problem.n_{which} must be in [1, {shape[0]}] (the {which} images in "
-                                f"{str(directory)!r}), got {n}")
+        _check_count(n, shape[0], which, directory)
         labels = labels[:n]
         pixels = int(np.prod(shape[1:]))
         if pixels != 784 or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
@@ -182,6 +182,12 @@ def check_mnist(directory: str | Path, n_train: int | None = None, n_test: int |
                                 f"{labels.max()} in {str(directory)!r}")
         counts.append(len(labels))
     return counts[0], counts[1]
+
+
+def _check_count(n: int | None, available: int, which: str, directory: Path) -> None:
+    if n is not None and not 1 <= n <= available:
+        raise ScenarioError(f"problem.n_{which} must be in [1, {available}] (the {which} images in "
+                            f"{str(directory)!r}), got {n}")
 
 
 def _check_pair(images_path: Path, labels_path: Path, shape: tuple[int, ...], labels: np.ndarray) -> None:
@@ -203,11 +209,8 @@ def _images_labels(directory: Path, images_name: str, labels_name: str, n: int |
     images_path, labels_path = _find(directory, images_name), _find(directory, labels_name)
     images, labels = read_idx(images_path), read_idx(labels_path)
     _check_pair(images_path, labels_path, images.shape, labels)
-    if n is not None:
-        if not 1 <= n <= len(images):
-            raise ScenarioError(f"problem.n_{which} must be in [1, {len(images)}] (the {which} images in "
-                                f"{str(directory)!r}), got {n}")
-        images, labels = images[:n], labels[:n]
+    _check_count(n, len(images), which, directory)
+    images, labels = images[:n], labels[:n]
     X = images.reshape(len(images), -1).astype(np.float64) / 255.0
     return X, labels.astype(np.int64)
 

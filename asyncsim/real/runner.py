@@ -73,7 +73,8 @@ def _check_real(scenario) -> None:
     protocol, spec, cluster = scenario.protocol, scenario.real, scenario.cluster
     loop = protocol.real_loop
     if loop is None:
-        allowed = [k for k, cls in Protocol.registry.items() if cls.real_loop is not None]
+        allowed = [k for k, cls in Protocol.registry.items()  # (a property: the loop depends on the parameters)
+                   if isinstance(cls.real_loop, property) or cls.real_loop is not None]
         raise ParamError(f"protocol.kind must be one of {', '.join(allowed)} in real mode; got {kind(protocol)!r}")
     if spec.on_worker_failure == "continue" and loop is RealLoop.BARRIER:
         raise ParamError(f"real.on_worker_failure continue needs an asynchronous protocol (a barrier waits for "

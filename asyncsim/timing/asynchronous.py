@@ -298,6 +298,10 @@ class Periodic(Protocol):
         return self.synchronous
 
     @property
+    def bounds_staleness(self):
+        return self.synchronous
+
+    @property
     def real_loop(self):
         return RealLoop.BARRIER if self.synchronous else RealLoop.SERVER
 
@@ -312,8 +316,7 @@ class Periodic(Protocol):
     def check(self, algorithm):
         steps = getattr(algorithm, "local_steps", None)
         require(steps == self.local_steps, "algorithm.local_steps",
-                f"must equal protocol.local_steps ({self.local_steps}) (algorithms with local steps: local_sgd, "
-                "downpour, easgd, eamsgd)", steps)
+                f"must equal protocol.local_steps ({self.local_steps}) (an algorithm that takes local steps)", steps)
 
     def staleness_bound(self, cluster, n_updates):
         return 0 if self.synchronous else super().staleness_bound(cluster, n_updates)

@@ -13,10 +13,11 @@ question the rest of the package asks about it (docs/ARCHITECTURE.md, "Protocol"
 - what it can promise: ``staleness_bound`` (a bound on every update's staleness, or None) and the trace rows a run
   makes (``rows``, for the memory estimate);
 - its own checks: ``check_cluster``, ``check_updates``, ``check(algorithm)`` and ``resolve(problem)`` (defaults
-  that need the problem).
+  that need the problem); and what ``predict`` needs of rounds (``waits_for``).
 
-This module imports no protocol family; the families (``asynchronous``, ``rounds``, ``periodic``,
-``shared_memory``, ``imported``) import it, and ``protocols`` (the entry point ``simulate``) imports them all.
+This module imports no protocol family; the families import it (``asynchronous``, with ``periodic``; ``rounds``;
+``shared_memory``, which also runs ``asynchronous.run_async``; ``imported``), and ``protocols`` (the entry point
+``simulate``) imports them all.
 """
 
 from __future__ import annotations
@@ -76,13 +77,17 @@ class Protocol:
     takes_local_steps: ClassVar[bool] = False
     """True when workers take ``local_steps`` steps between exchanges (local SGD, elastic averaging)."""
     bounds_staleness: ClassVar[bool] = False
-    """True when the protocol itself bounds every update's staleness (``staleness_bound`` is never None)."""
+    """True when the protocol's own rule bounds every update's staleness, whatever the cluster (``staleness_bound``
+    is then never None): rounds (0), ringmaster, rennala, serial_async, trace_file.  An asynchronous server can
+    still have a bound for a particular cluster (constant durations: :func:`deterministic_bound`)."""
     local_steps: ClassVar[int] = 1
     """Compute steps per exchange (a compute-time draw each)."""
     read_law: ClassVar[DelayLaw | None] = None
     """The duration of a read that spans time (shared memory), or None: reads are instantaneous."""
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
+        """The trace of ``n_updates`` updates with the keyed durations ``times``: by default, run the SimPy processes
+        (``run``) and turn their log into a Trace."""
         sim = Sim(Clock(cluster.workers), cluster, times, n_updates, Log())
         self.run(sim)
         return sim.log.trace(cluster.workers, kind(self))
@@ -109,6 +114,11 @@ class Protocol:
         bounded (default: the deterministic bound of an asynchronous server, :func:`deterministic_bound`)."""
         return deterministic_bound(cluster, self.local_steps, self.read_law)
 
+    def waits_for(self, workers: int) -> int | None:
+        """How many contributions a round waits for (k of n: the round time is the k-th order statistic of the
+        compute times), or None for protocols whose rounds do not wait for a fixed number."""
+        return None
+
     def rows(self, workers: int, n_updates: int) -> float:
         """About how many trace rows a run of ``n_updates`` makes (for the memory estimate; default: one per
         update)."""
@@ -117,6 +127,9 @@ class Protocol:
 
 @dataclass
 class Sim:
+    """What a protocol's SimPy processes share: the clock (with the tie rule), the cluster, its keyed durations,
+    the number of updates to make and the log of rows that becomes the Trace."""
+
     clock: Clock
     cluster: Cluster
     times: Durations

@@ -42,9 +42,13 @@ class Rounds(Protocol):
     """Base of the synchronous round protocols: every contribution of round k reads version k (staleness 0)."""
 
     family = Family.ROUNDS
+    bounds_staleness = True
 
     def staleness_bound(self, cluster, n_updates):
         return 0
+
+    def waits_for(self, workers: int) -> int | None:
+        return workers if self.every_worker else None
 
     def rows(self, workers, n_updates):
         return float(n_updates) * workers
@@ -186,8 +190,11 @@ class KOfN(Rounds):
     def check_cluster(self, cluster):
         require(self.k <= cluster.workers, "protocol.k", f"must be <= cluster.workers ({cluster.workers})", self.k)
 
+    def waits_for(self, workers):
+        return self.k
+
     def run(self, sim):
-        self.check_cluster(sim.cluster)
+        self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
         run_rounds(sim, keep=self.k)
 
 
