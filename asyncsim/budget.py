@@ -9,7 +9,7 @@ The estimate is a sum of :class:`Footprint` parts: the problem's data (``Problem
 parameter vectors and states (``Algorithm.memory``), the trace (``Protocol.rows`` times :data:`ROW_BYTES`), the
 per-worker timing state and the recorded metrics.  The per-row and per-worker constants were measured as peak
 resident memory of runs end to end (``benchmarks/bench_memory.py``: 631 bytes per async row under SimPy, 246 on
-the fast path, 106 per row of rounds, 81 kB per worker), rounded up.
+the fast path, 106 per row of rounds, 39 kB per worker besides its minibatch draws), rounded up.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from .params import ScenarioError
 
 ROW_BYTES = 1200
 """Peak bytes per trace row while SimPy makes the trace and the replay reads it (Python rows, columns, frames)."""
-WORKER_BYTES = 100_000
-"""Bytes per worker of timing state: a SimPy process and one cached block of 256 draws (a list) per timing stream."""
+WORKER_BYTES = 40_000
+"""Bytes per worker of timing state: a SimPy process and one cached block of 256 draws (a list) per timing stream
+(the algorithm's own block of draws per worker is counted apart, ``Algorithm.draw_size``)."""
 RECORD_BYTES = 400
 """Bytes per recorded metrics row."""
 ENV = "ASYNCSIM_MEMORY_LIMIT"

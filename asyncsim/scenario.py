@@ -23,6 +23,7 @@ from .algorithms.base import Algorithm
 from .files import load_yaml, parse_yaml
 from .params import ParamError, ScenarioError, build_dataclass, kind, relative_to, require, to_plain
 from .problems.base import ProblemSpec
+from .rng import BLOCK
 from .timing.cluster import Cluster
 from .timing.protocol import Family
 from .timing.protocols import Async, Protocol, simulate
@@ -111,21 +112,21 @@ def check(s: Scenario) -> None:
     built (ParamError naming the YAML path).  Resolves, in place, the defaults the protocol takes from the problem
     (``Protocol.resolve``) and the algorithm from the protocol (``Algorithm.resolve``).
 
-    In order: the memory budget (before anything that grows with the sizes), the protocol against the cluster and
-    the run length, the algorithm against the protocol (``Algorithm.accepts``, its capabilities) and against the
+    In order: the defaults (cheap), the memory budget (before anything that grows with the sizes), the protocol
+    against the cluster and the run length, the algorithm against the protocol (``Algorithm.accepts``, its capabilities) and against the
     problem spec, cluster and run (``Algorithm.check``), the cost model (flop counts), and a compute trace long
     enough for the run.
     """
-    cluster, protocol, algorithm, K = s.cluster, s.protocol, s.algorithm, s.run.updates
+    cluster, K = s.cluster, s.run.updates
+    protocol = s.protocol.resolve(s.problem)
+    object.__setattr__(s, "protocol", protocol)
+    algorithm = s.algorithm.resolve(protocol)
+    object.__setattr__(s, "algorithm", algorithm)
     budget.check(footprint(s))
     protocol.check_cluster(cluster)
     protocol.check_updates(K)
-    protocol = protocol.resolve(s.problem)
-    object.__setattr__(s, "protocol", protocol)
     require(algorithm.accepts(protocol), "protocol.kind", f"must be one of {', '.join(algorithm.protocols)} for "
             f"algorithm {kind(algorithm)}", kind(protocol))
-    algorithm = algorithm.resolve(protocol)
-    object.__setattr__(s, "algorithm", algorithm)
     protocol.check(algorithm)
     algorithm.check(s)
     if cluster.flops_per_second is not None:
@@ -142,11 +143,15 @@ def footprint(s: Scenario, processes: int = 1) -> list[budget.Footprint]:
     """The parts of the memory a run of ``s`` holds (``asyncsim.budget``); ``processes`` copies of the problem
     (real mode: every worker process rebuilds it)."""
     n, K = s.cluster.workers, s.run.updates
-    data = s.problem.memory()
+    data, draws = s.problem.memory(), s.algorithm.draw_size()
     rows = s.protocol.rows(n, K)
+    per_worker = replace(draws, bytes=draws.bytes * BLOCK * n, what=f"{draws.what} for {BLOCK} steps of {n} workers")
+    if n > draws.bytes / 8:  # more workers than numbers in a step's draw: the workers make it large
+        per_worker = replace(per_worker, field="cluster.workers", value=n)
     return [
         replace(data, bytes=data.bytes * processes),
         s.algorithm.memory(s.problem, n),
+        per_worker,
         budget.Footprint(rows * budget.ROW_BYTES, "run.updates", K, f"{rows:.3g} trace rows"),
         budget.Footprint(n * budget.WORKER_BYTES, "cluster.workers", n, f"timing state of {n} workers"),
         budget.Footprint((K // s.run.record_every + 2) * budget.RECORD_BYTES, "run.record_every",

@@ -64,10 +64,13 @@ def main() -> None:
              budget.ROW_BYTES)
     per_unit("sync rounds (8 workers), per trace row", ["run.updates=25000", "protocol.kind=sync"],
              ["run.updates=75000", "protocol.kind=sync"], "row", budget.ROW_BYTES)
-    per_unit("async, SimPy, per worker (1 update each)", ["cluster.workers=20000", "run.updates=20000",
-                                                          "protocol.kind=async"],
+    one = ["protocol.kind=async", "algorithm.batch_size=1"]  # draws of one index per step: timing state alone
+    per_unit("async, SimPy, per worker (1 update each)", ["cluster.workers=20000", "run.updates=20000", *one],
+             ["cluster.workers=60000", "run.updates=60000", *one], "worker",
+             budget.WORKER_BYTES + budget.ROW_BYTES + 8 * 256)
+    per_unit("the same with minibatches of 32", ["cluster.workers=20000", "run.updates=20000", "protocol.kind=async"],
              ["cluster.workers=60000", "run.updates=60000", "protocol.kind=async"], "worker",
-             budget.WORKER_BYTES + budget.ROW_BYTES)
+             budget.WORKER_BYTES + budget.ROW_BYTES + 8 * 32 * 256)
     print("\nasyncsim validate on huge sizes (wall seconds, fresh process each)")
     for setting in ("run.updates=5000", "cluster.workers=1000000000", "run.updates=1000000000000000",
                     "problem.n_samples=100000000000", "problem={kind: quadratic, dim: 10000000}"):

@@ -246,14 +246,18 @@ def capped(argv, cwd, env=None, timeout=60):
 
 BOMBS = {
     "a billion workers": ("cluster.workers=1000000000", "cluster.workers must keep the run within the memory limit "
-                          "of {limit} (ASYNCSIM_MEMORY_LIMIT); got 1000000000, an estimated 102 TB in all (timing "
-                          "state of 1000000000 workers: 100 TB)"),
+                          "of {limit} (ASYNCSIM_MEMORY_LIMIT); got 1000000000, an estimated 107 TB in all "
+                          "(minibatch indices for 256 steps of 1000000000 workers: 65.5 TB)"),
     "1e15 updates": ("run.updates=1000000000000000", "run.updates must keep the run within the memory limit of "
                      "{limit} (ASYNCSIM_MEMORY_LIMIT); got 1000000000000000, an estimated 1.21e+06 TB in all (1e+15 "
                      "trace rows: 1.20e+06 TB)"),
     "a huge data matrix": ("problem.n_samples=100000000000", "problem.n_samples must keep the run within the memory "
                            "limit of {limit} (ASYNCSIM_MEMORY_LIMIT); got 100000000000, an estimated 240 TB in all "
                            "(the 100000000000 x 100 data matrix: 240 TB)"),
+    "a trillion local steps": ("protocol={kind: periodic, local_steps: 1000000000000}\0algorithm={kind: local_sgd, "
+                               "lr: 0.01}", "algorithm.local_steps must keep the run within the memory limit of "
+                               "{limit} (ASYNCSIM_MEMORY_LIMIT); got 1000000000000, an estimated 5.24e+05 TB in all "
+                               "(1000000000000 minibatches of 32 for 256 steps of 8 workers: 5.24e+05 TB)"),
     "a dense Hessian of dim 1e7": ("problem={kind: quadratic, dim: 10000000}", "problem.dim must keep the run within "
                                    "the memory limit of {limit} (ASYNCSIM_MEMORY_LIMIT); got 10000000, an estimated "
                                    "4e+03 TB in all (the 10000000 x 10000000 Hessian: 4e+03 TB)"),
@@ -264,8 +268,9 @@ BOMBS = {
 def test_resource_bombs_are_refused_at_once_under_a_memory_cap(tmp_path, name):
     setting, message = BOMBS[name]
     env = {"ASYNCSIM_MEMORY_LIMIT": "8GB"}
+    sets = [word for s in setting.split("\0") for word in ("--set", s)]
     for command in (["validate"], ["run", "--out", str(tmp_path / "out")]):
-        code, err, seconds = capped([*command, "--set", setting], tmp_path, env)
+        code, err, seconds = capped([*command, *sets], tmp_path, env)
         assert (code, err) == (2, f"error: {message.format(limit='8 GB')}\n")
         assert list(tmp_path.iterdir()) == []
 

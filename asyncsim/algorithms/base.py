@@ -35,6 +35,7 @@ import numpy as np
 
 from ..budget import Footprint
 from ..params import Registry, ScenarioError
+from ..params import kind as registry_kind
 from ..timing.protocol import ClassCapabilities
 
 
@@ -91,6 +92,11 @@ class Algorithm:
         if workers > dim:
             return Footprint(total, "cluster.workers", workers, f"{vectors_per_worker:g} vectors of {dim} per worker")
         return Footprint(total, "problem.dim", dim, f"parameter vectors of {dim} entries")
+
+    def draw_size(self) -> Footprint:
+        """About the bytes of one worker step's randomness (``draw``), with the field that sizes it; the ALGORITHM
+        stream keeps a block of 256 steps of it per worker.  Default: one number per step."""
+        return Footprint(8.0, "algorithm.kind", registry_kind(self), "draws")
 
     def resolve(self, protocol) -> "Algorithm":
         """This algorithm with the defaults the protocol sets filled in (default: unchanged; the local-step
@@ -172,6 +178,13 @@ def local_batches(problem, rng, n_steps: int, local_steps: int, batch_size: int)
     """The minibatches of ``n_steps`` periods of ``local_steps`` local steps each, shape (n_steps, local_steps, ...)."""
     b = problem.sample_batches(rng, n_steps * local_steps, batch_size)
     return b.reshape(n_steps, local_steps, *b.shape[1:])
+
+
+def local_draw_size(local_steps: int, batch_size: int) -> Footprint:
+    """The draws of one period of local steps (``local_batches``), named by the larger of its two factors."""
+    field, value = (("algorithm.local_steps", local_steps) if local_steps >= batch_size else
+                    ("algorithm.batch_size", batch_size))
+    return Footprint(8.0 * local_steps * batch_size, field, value, f"{local_steps} minibatches of {batch_size}")
 
 
 def step_flops(problem, fraction: float = 1.0) -> float:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..params import require
-from .base import Algorithm, local_batches, minibatch_flops, total
+from .base import Algorithm, local_draw_size, local_batches, minibatch_flops, total
 
 
 class ElasticState(NamedTuple):
@@ -85,6 +85,10 @@ class EASGD(Algorithm):
 
     def draw(self, problem, rng, n_steps):
         return local_batches(problem, rng, n_steps, self.local_steps, self.batch_size)
+
+    def draw_size(self):
+        """``local_steps`` minibatches of ``batch_size`` sample indices."""
+        return local_draw_size(self.local_steps or 1, self.batch_size)
 
     def work(self, problem, n_workers):
         """One local step, a minibatch gradient (the periodic protocol draws a compute time per local step)."""

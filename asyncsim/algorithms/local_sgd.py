@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..params import require
-from .base import Algorithm, average, local_batches, minibatch_flops, total
+from .base import Algorithm, local_draw_size, average, local_batches, minibatch_flops, total
 
 
 @Algorithm.registry.register("local_sgd")
@@ -40,6 +40,10 @@ class LocalSGD(Algorithm):
 
     def draw(self, problem, rng, n_steps):
         return local_batches(problem, rng, n_steps, self.local_steps, self.batch_size)
+
+    def draw_size(self):
+        """``local_steps`` minibatches of ``batch_size`` sample indices."""
+        return local_draw_size(self.local_steps or 1, self.batch_size)
 
     def work(self, problem, n_workers):
         """One local step, a minibatch gradient (the periodic protocol draws a compute time per local step)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..budget import Footprint
 from ..params import require
 from .base import Algorithm, average, minibatch_flops
 
@@ -59,6 +60,10 @@ class SGD(Algorithm):
 
     def draw(self, problem, rng, n_steps):
         return problem.sample_batches(rng, n_steps, self.batch_size)
+
+    def draw_size(self):
+        """A minibatch of ``batch_size`` sample indices."""
+        return Footprint(8.0 * self.batch_size, "algorithm.batch_size", self.batch_size, "minibatch indices")
 
     def work(self, problem, n_workers) -> float:
         """A minibatch's share of a full gradient's flops, batch_size / n_samples, for finite sums."""
