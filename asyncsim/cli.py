@@ -339,6 +339,10 @@ def _compare(args) -> int:
     from .results import check_replaceable, output_lock
 
     out = Path(args.out) if args.out else default_out(args.a, args.b)
+    for given in (args.a, args.b):
+        inside = Path(given).resolve()
+        if out.resolve() == inside or out.resolve() in inside.parents:
+            raise FileExistsError(f"--out {out} is (or holds) the compared result {given}; choose another")
     check_replaceable(out)
     with output_lock(out):
         report = compare(args.a, args.b)

@@ -109,9 +109,12 @@ def emulated_scale(directory, other) -> float | None:
     """c when ``directory`` is a real run with emulated timing (``real.time_scale`` c) and ``other`` a simulation
     of a scenario with the same c (so in simulated seconds); else None (both on the same clock, e.g. a scenario
     calibrated in wall seconds against the real run)."""
-    def summary(d):
-        path = Path(d) / "summary.json"
-        return Summary.from_json(json.loads(path.read_text())) if path.is_file() else None
+    def summary(d):  # None where there is no readable summary (compare's own reading then says what is wrong)
+        try:
+            data = json.loads((Path(d) / "summary.json").read_text())
+            return Summary.from_json(data) if isinstance(data, dict) else None
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+            return None
 
     mine, theirs = summary(directory), summary(other)
     c = mine.real.settings.get("time_scale") if mine is not None and mine.real is not None else None

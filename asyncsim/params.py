@@ -101,6 +101,15 @@ def kind(obj: Any) -> str:
     return type(obj).registry.kind_of(type(obj))
 
 
+MAX_INT = 2**63 - 1
+"""The largest integer a scenario may give (numpy's int64): counts, sizes and seeds."""
+
+
+def _short(value: int) -> str:
+    digits = str(value)
+    return digits if len(digits) <= 30 else f"{digits[:12]}...{digits[-6:]} ({len(digits)} digits)"
+
+
 def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
@@ -119,6 +128,8 @@ def build(tp: Any, value: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
+            if len(args) == len(typing.get_args(tp)):  # no None among the alternatives
+                raise ScenarioError(f"{path} must not be null, got null")
             return None
         # ``law | tuple[law, ...]``: a list picks the tuple alternative, anything else the first other one
         listy = [a for a in args if typing.get_origin(a) is tuple]
@@ -139,10 +150,14 @@ def build(tp: Any, value: Any, path: str) -> Any:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ScenarioError(f"{path} must be an integer, got {_describe(value)}")
+        if not -MAX_INT <= value <= MAX_INT:
+            raise ScenarioError(f"{path} must be an integer of at most 2**63 - 1 in size, got {_short(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ScenarioError(f"{path} must be a number, got {_describe(value)}")
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise ScenarioError(f"{path} must be finite, got {_short(value)}")
         if not math.isfinite(value):
             raise ScenarioError(f"{path} must be finite, got {value!r}")
         return float(value)

@@ -14,10 +14,10 @@ from functools import singledispatch
 import numpy as np
 import pandas as pd
 
-from . import theory
+from . import budget, theory
 from .build import build, timing_model
 from .rng import BLOCK, Stream
-from .scenario import Scenario
+from .scenario import Scenario, footprint
 from .timing.cluster import Cluster
 from .timing.laws import Bimodal, Constant, Exponential, scaled
 from .timing.protocol import Family
@@ -71,10 +71,13 @@ def _geometric_case(c: Cluster, message_bytes: int) -> bool:
 
 def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto") -> pd.DataFrame:
     """A table of predicted and simulated values (columns quantity, predicted, simulated, rel_diff, note)."""
+    K = updates or max(scenario.run.updates, 20_000)
+    n = scenario.cluster.workers
+    budget.check(footprint(scenario) + [  # the simulations below: the scenario's protocol, async and sync
+        budget.Footprint(budget.ROW_BYTES * K * (n + 1) + budget.ROW_BYTES * scenario.protocol.rows(n, K),
+                         "--updates", K, f"the rows of {K} updates simulated three ways")])
     timing = timing_model(build(scenario))
     c, seed, m = timing.cluster, scenario.seed, timing.message_bytes
-    n = c.workers
-    K = updates or max(scenario.run.updates, 20_000)
     laws = worker_laws(c)
     lat = latency(c, m)
     note = assumptions(c)

@@ -31,6 +31,8 @@ except ImportError:  # not on Windows: runs there are not locked against each ot
     fcntl = None
 
 FILES = ("scenario.yaml", "trace.parquet", "metrics.csv", "summary.json")
+METRICS = ("update", "time", "loss")
+"""The columns every metrics.csv has (others depend on the problem and the algorithm)."""
 WRITTEN = {*FILES, "plots", "comparison.csv", "table.csv", "table.md", "plot.png", "fidelity.csv", "map.csv",
            "map.png"}
 """Every name asyncsim writes at the top of a result directory (a run's, a study's, a reproduction's, a comparison's,
@@ -89,6 +91,12 @@ def check_replaceable(out_dir) -> None:
     """Raise FileExistsError unless ``out_dir`` is absent, empty or an earlier asyncsim result (which a run
     replaces): a directory of anything else is never replaced."""
     out = Path(out_dir)
+    if out.is_symlink():
+        raise FileExistsError(f"--out {out} is a symbolic link; give the directory itself")
+    here, resolved = Path.cwd().resolve(), out.resolve()
+    if resolved == here or resolved in here.parents or not resolved.name:
+        raise FileExistsError(f"--out {out} is the working directory or one of its parents; a run replaces its "
+                              "--out, so give a directory below it")
     if not out.exists() or _replaceable(out):
         return
     if out.is_dir() and (out / "summary.json").is_file():
@@ -172,7 +180,7 @@ def read_results(directory) -> ResultDir:
         if not isinstance(data, dict):
             raise TypeError(f"a mapping is needed, got {type(data).__name__}")
         summary = Summary.from_json(data)
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError) as err:
         raise ScenarioError(f"{d / 'summary.json'} is not an asyncsim summary ({type(err).__name__}: "
                             f"{' '.join(str(err).split())[:200]})") from None
     try:
@@ -184,6 +192,9 @@ def read_results(directory) -> ResultDir:
                             f"{' '.join(str(err).split())[:200]})") from None
     try:
         metrics = pd.read_csv(d / "metrics.csv")
+        missing = [c for c in METRICS if c not in metrics]
+        if missing or metrics.empty or not all(pd.api.types.is_numeric_dtype(metrics[c]) for c in METRICS):
+            raise ValueError(f"it needs numeric columns {', '.join(METRICS)} and at least one row")
     except (ValueError, UnicodeDecodeError) as err:
         raise ScenarioError(f"{d / 'metrics.csv'} is not a readable metrics table ({type(err).__name__}: "
                             f"{' '.join(str(err).split())[:200]})") from None

@@ -29,6 +29,14 @@ from .timing.protocol import Family
 from .timing.protocols import Async, Protocol, simulate
 
 DEFAULT_SCENARIO = "quickstart.yaml"
+
+
+def check_name(name: str, what: str, field: str = "name") -> None:
+    """A name that becomes a directory name (a scenario's, a study variant's, a reproduction's)."""
+    require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", name)), field, f"must be letters, digits, '_', '.' or '-' (it "
+            f"names {what})", name)
+    require(len(name) <= 100 and name.strip(".") != "", field, "must be at most 100 characters, not only dots",
+            name)
 START_METHODS = ("spawn", "fork", "forkserver")
 ON_WORKER_FAILURE = ("stop", "continue")
 
@@ -93,8 +101,7 @@ class Scenario:
     real: RealSpec = field(default_factory=RealSpec)
 
     def __post_init__(self):
-        require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), "name",
-                "must be letters, digits, '_', '.' or '-' (it names the result directory)", self.name)
+        check_name(self.name, "the result directory")
         require(0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)", self.seed)
         check(self)
 
@@ -162,8 +169,9 @@ def footprint(s: Scenario, processes: int = 1) -> list[budget.Footprint]:
 def _check_compute_trace(s: Scenario) -> None:
     """A compute trace that does not cycle must have a row for every step a worker takes.  Under rounds every worker
     takes one step per update; otherwise the steps depend on the schedule, which is simulated here when the file
-    is shorter than the run (cheap: the file bounds the steps), unless the durations depend on the problem's
-    flops or message sizes, which only the run knows."""
+    is shorter than the run (the file bounds the steps: at most SIMULATED_CHECK of them, so validation stays
+    quick), unless the durations depend on the problem's flops or message sizes, which only the run knows.  In
+    the cases left, a run that needs a missing row stops while simulating, before its replay."""
     trace, steps = s.cluster.compute_trace, s.run.updates * s.protocol.local_steps
     if trace is None or trace.cycle or not s.protocol.simulated:
         return
@@ -174,8 +182,13 @@ def _check_compute_trace(s: Scenario) -> None:
         raise ParamError(f"cluster.compute_trace.path has {rows} rows but every worker takes {steps} steps in "
                          f"{s.run.updates} rounds; set cluster.compute_trace.cycle: true or run fewer updates")
     net = s.cluster.network
-    if s.cluster.flops_per_second is None and net.uplink_bandwidth is None and net.downlink_bandwidth is None:
+    if (s.cluster.flops_per_second is None and net.uplink_bandwidth is None and net.downlink_bandwidth is None
+            and rows * s.cluster.workers <= SIMULATED_CHECK):
         simulate(s.cluster, s.protocol, s.run.updates, s.seed)  # raises the same error as the run would
+
+
+SIMULATED_CHECK = 100_000
+"""The most worker steps (rows x workers of a compute trace) the validation simulates to check the trace's length."""
 
 
 def default_scenario_text() -> str:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from .params import ScenarioError, relative_to
 from .files import load_yaml
-from .scenario import Scenario, apply_override, from_dict
+from .scenario import Scenario, apply_override, check_name, from_dict
 
 STUDY_KEYS = ("compare", "sweep", "target", "reference")
 
@@ -74,10 +74,21 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None) -> Study:
     variants = data["compare"]
     if not isinstance(variants, dict) or not variants or not all(isinstance(v, dict) for v in variants.values()):
         raise ScenarioError("compare must map variant names to mappings of the keys they change")
+    for variant in variants:
+        if not isinstance(variant, str):
+            raise ScenarioError(f"compare: a variant name must be a string (it names the run's directory), got "
+                                f"{variant!r} ({type(variant).__name__})")
+        check_name(variant, "the variant's runs", f"compare.{variant}")
     sweep = data.get("sweep") or {}
     if not isinstance(sweep, dict) or len(sweep) > 1 or any(not isinstance(v, list) or not v for v in sweep.values()):
         raise ScenarioError(f"sweep must map one dotted key to a non-empty list of values, got {sweep!r}")
     key, values = next(iter(sweep.items())) if sweep else (None, [None])
+    if key is not None:
+        if not isinstance(key, str):
+            raise ScenarioError(f"sweep: the swept key must be a dotted name such as problem.rank, got {key!r}")
+        shown = [json.dumps(v, sort_keys=True) for v in values]  # plain values only (they name the runs)
+        if len(set(shown)) != len(shown):
+            raise ScenarioError(f"sweep.{key} must list each value once, got {values!r}")
     if key is not None:
         for assignment in overrides:
             given = assignment.partition("=")[0]
@@ -87,7 +98,7 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None) -> Study:
                                     f"the swept values while the results still name them; edit the sweep instead")
     target = data.get("target", 0.01)
     level = isinstance(target, dict) and len(target) == 1 and isinstance(next(iter(target.values())), (int, float))
-    if not level and (not isinstance(target, (int, float)) or not 0 < target < 1):
+    if not level and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1):
         raise ScenarioError(f"target must be a number in (0, 1) or a mapping {{metric: level}}, got {target!r}")
     reference = data.get("reference") or {}
     if not isinstance(reference, dict) or any(not isinstance(v, list) or len(v) != len(values)
@@ -106,6 +117,13 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None) -> Study:
                 runs[label] = (variant, value, from_dict(raw, overrides, seed))
             except ScenarioError as err:
                 raise ScenarioError(f"compare.{variant}{'' if key is None else f' ({key}={value})'}: {err}") from None
+    if level:
+        (metric, _), = target.items()
+        for label, (_, _, s) in runs.items():
+            recorded = ("loss", "grad_norm", "suboptimality", *s.problem.recorded, *s.algorithm.recorded)
+            if metric not in recorded:
+                raise ScenarioError(f"target: metric {metric!r} is not recorded by run {label}; recorded: "
+                                    f"{', '.join(recorded)}")
     return Study(name=str(base.get("name", "study")), sweep_key=key, runs=runs, target=target if level else float(target),
                  reference=reference)
 

@@ -170,6 +170,7 @@ def test_a_spec_says_what_its_problem_will_know(kind):
     assert spec.counts_flops == (problem.grad_flops() is not None)
     bounds = np.array([0, problem.dim // 2, problem.dim])
     assert spec.knows_block_smoothness == (problem.block_smoothness(bounds) is not None)
+    assert set(spec.recorded) == set(problem.metrics(np.asarray(problem.initial_point(generator(0, Stream.INIT)))))
     footprint = spec.memory()
     held = sum(a.nbytes for a in vars(problem).values() if isinstance(a, np.ndarray))
     assert footprint.bytes >= held, (footprint, held)  # the estimate covers at least the arrays the problem holds
@@ -202,6 +203,14 @@ def test_promised_bounds_hold_on_random_traces(protocol, bound):
     cluster = Cluster(workers=4, compute=Exponential(mean=1.0))
     assert protocol.bounds_staleness and protocol.staleness_bound(cluster, 500) == bound
     assert simulate(cluster, protocol, 500, seed=1).used().staleness.max() <= bound
+
+
+def test_algorithms_declare_the_metrics_they_record():
+    from asyncsim.algorithms import SEACD
+
+    seacd = SEACD(tau=1, L=1.0)
+    state, _ = seacd.init(np.zeros(3), 2)
+    assert set(seacd.recorded) == set(seacd.metrics(state)) and asyncsim.algorithms.SGD.recorded == ()
 
 
 def test_shared_memory_resolves_its_blocks_from_the_problem_and_is_its_own_family():

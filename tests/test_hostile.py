@@ -97,8 +97,8 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path, capsys):
         f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
     path = scenario(tmp_path, text="name: bomb\njunk:\n" + "".join(f"  {ln}\n" for ln in lines))
     assert path.stat().st_size < 1024  # 9^9 = 387 million values once expanded
-    assert both(capsys, tmp_path, path) == (f"{path}: invalid YAML at line 9, column 7: aliases expand the "
-                                            "document to more than 1,000,000 values")
+    assert both(capsys, tmp_path, path) == (f"{path}: invalid YAML at line 8, column 7: aliases expand the "
+                                            "document to more than 100,000 values")
 
 
 def test_merge_keys_are_not_duplicates_and_a_byte_order_mark_is_dropped(tmp_path, capsys):
@@ -119,8 +119,7 @@ def test_a_directory_missing_and_huge_files(tmp_path, capsys):
     huge = tmp_path / "huge.yaml"
     with open(huge, "wb") as f:
         f.truncate(65 * 2**20)  # sparse: no disk used
-    assert both(capsys, tmp_path, huge) == (f"scenario file '{huge}' is 68,157,440 bytes; at most 67,108,864 are "
-                                            "read")
+    assert both(capsys, tmp_path, huge) == f"scenario file '{huge}' is 68,157,440 bytes; at most 2,097,152 are read"
 
 
 # -- values --------------------------------------------------------------------------------------------------------
@@ -138,7 +137,9 @@ VALUES = {
     "list for a mapping": ({"problem": [1, 2]}, "problem must be a mapping with a 'kind' key, got [1, 2] (list)"),
     "bad name": ({"name": "../etc"}, "name must be letters, digits, '_', '.' or '-' (it names the result "
                  "directory), got '../etc'"),
-    "seed out of range": ({"seed": 2**64}, "seed must be in [0, 2**63), got 18446744073709551616"),
+    "seed out of range": ({"seed": 2**64}, "seed must be an integer of at most 2**63 - 1 in size, got "
+                          "18446744073709551616"),
+    "seed negative": ({"seed": -1}, "seed must be in [0, 2**63), got -1"),
     "k above the workers": ({"protocol": {"kind": "k_of_n", "k": 20}},
                             "protocol.k must be <= cluster.workers (4), got 20"),
     "unbounded delays for seacd": ({"algorithm": {"kind": "seacd", "tau": 3, "L": 1.0}},
@@ -282,8 +283,8 @@ def test_an_alias_bomb_and_deep_nesting_under_a_memory_cap(tmp_path):
                                         + "problem:\n  kind: quadratic\n  eigenvalues: [" + ", ".join(["*a7"] * 9)
                                         + "]\n")
     (tmp_path / "deep.yaml").write_text("name: " + "[" * 200_000 + "]" * 200_000 + "\n")
-    for name, message in (("bomb.yaml", "bomb.yaml: invalid YAML at line 9, column 7: aliases expand the "
-                                        "document to more than 1,000,000 values"),
+    for name, message in (("bomb.yaml", "bomb.yaml: invalid YAML at line 8, column 7: aliases expand the "
+                                        "document to more than 100,000 values"),
                           ("deep.yaml", "deep.yaml: invalid YAML at line 1, column 70: nesting deeper than 64 "
                                         "levels")):
         code, err, _ = capped(["validate", name], tmp_path)
@@ -494,3 +495,134 @@ def test_reproduction_files_use_the_safe_loader(tmp_path, capsys, root):
     source = (root / "scenarios" / "reproductions" / "delayed-gd-stability.yaml").read_text()
     path.write_text(source + "\nseed: 1\n")
     assert refused(capsys, ["reproduce", str(path)], tmp_path).startswith(f"{path}: invalid YAML at line ")
+
+
+# -- more: outputs that must never be replaced, devices, time and size bombs, hand-made results ------------------
+
+MORE = {
+    "a compute time that vanishes in the sums": ({"cluster": {"compute": {"kind": "constant", "value": 1e-320}}},
+                                                 "cluster.compute must have a finite mean in [1e-12, 1e+100] s (a "
+                                                 "pareto law needs alpha > 1), got Constant(value=1e-320)"),
+    "an infinite mean": ({"cluster": {"compute": {"kind": "pareto", "alpha": 0.5, "scale": 1.0}}},
+                         "cluster.compute must have a finite mean in [1e-12, 1e+100] s (a pareto law needs alpha > "
+                         "1), got Pareto(alpha=0.5, scale=1.0)"),
+    "a mean that overflows": ({"cluster": {"compute": {"kind": "lognormal", "mu": 1000, "sigma": 1}}},
+                              "cluster.compute must have a finite mean in [1e-12, 1e+100] s (a pareto law needs alpha "
+                              "> 1), got LogNormal(mu=1000.0, sigma=1.0)"),
+    "crashes faster than steps": ({"cluster": {"failures": {"rate": 1e6, "downtime": {"kind": "constant",
+                                                                                      "value": 1.0}}}},
+                                  "cluster.failures.rate must leave time to finish a step: rate x the longest mean "
+                                  "step (1 s) must be <= 5 (each step would need about e^(rate x step) attempts), got "
+                                  "1000000.0"),
+    "a huge minibatch": ({"algorithm": {"batch_size": 10**10}}, "algorithm.batch_size must keep the run within the "
+                         "memory limit of {limit} (ASYNCSIM_MEMORY_LIMIT); got 10000000000, an estimated 81.9 TB in "
+                         "all (minibatch indices for 256 steps of 4 workers: 81.9 TB)"),
+    "an integer too large for any field": ({"run": {"updates": 10**30}}, "run.updates must be an integer of at most "
+                                           "2**63 - 1 in size, got 100000000000...000000 (31 digits)"),
+    "null where a value is needed": ({"algorithm": {"kind": "admm_nn", "beta": None}, "protocol": {"kind": "sync"}},
+                                     "algorithm.beta must not be null, got null"),
+    "a name of dots": ({"name": ".."}, "name must be at most 100 characters, not only dots, got '..'"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MORE))
+def test_more_bad_values(tmp_path, capsys, monkeypatch, kind):
+    monkeypatch.setenv("ASYNCSIM_MEMORY_LIMIT", "8GB")
+    change, message = MORE[kind]
+    assert both(capsys, tmp_path, scenario(tmp_path, change)) == message.replace("{limit}", "8 GB")
+
+
+def test_yaml_that_is_too_big_or_not_plain(tmp_path, capsys):
+    many = scenario(tmp_path, text="name: a\njunk: [" + ", ".join(["1"] * 120_000) + "]\n", name="many.yaml")
+    assert both(capsys, tmp_path, many) == (f"{many}: invalid YAML at line 2, column 299993: more than 100,000 "
+                                            "values in one document")
+    tagged = scenario(tmp_path, text="name: !!set {a, b}\n", name="tagged.yaml")
+    assert both(capsys, tmp_path, tagged) == (f"{tagged}: invalid YAML at line 1, column 7: tag !!set is not allowed "
+                                              "here (plain numbers, strings, booleans, lists and mappings only)")
+    digits = scenario(tmp_path, text="name: a\nseed: " + "9" * 5000 + "\n", name="digits.yaml")
+    assert both(capsys, tmp_path, digits) == f"{digits}: invalid YAML: a number of more than 4300 digits"
+    huge = scenario(tmp_path, text=json.dumps(BASE).replace('"lr": 0.01', '"lr": 1' + "0" * 400), name="huge.yaml")
+    assert both(capsys, tmp_path, huge) == "algorithm.lr must be finite, got 100000000000...000000 (401 digits)"
+
+
+def test_devices_and_pipes_are_not_read(tmp_path, capsys):
+    zero = tmp_path / "zero.yaml"
+    zero.symlink_to("/dev/zero")
+    assert both(capsys, tmp_path, zero) == f"scenario file '{zero}' is not a regular file (a device, a pipe or a socket)"
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    assert both(capsys, tmp_path, fifo) == f"scenario file '{fifo}' is not a regular file (a device, a pipe or a socket)"
+    trace = scenario(tmp_path, {"cluster": {"compute": None, "compute_trace": {"path": "zero.yaml"}}}, name="t.yaml")
+    assert both(capsys, tmp_path, trace) == ("cluster.compute_trace.path '/dev/zero' is not a regular file (a device, "
+                                             "a pipe or a socket)")
+
+
+def test_outputs_that_would_replace_the_inputs_or_the_working_directory_are_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert refused(capsys, ["run", "--out", ".", "--set", "run.updates=20"], tmp_path) == (
+        "--out . is the working directory or one of its parents; a run replaces its --out, so give a directory below "
+        "it")
+    assert refused(capsys, ["run", "--out", "..", "--set", "run.updates=20"], tmp_path).startswith("--out .. is the")
+    assert main(["run", "--out", "r", "--set", "run.updates=20", "--no-plots"]) == 0
+    (tmp_path / "link").symlink_to(tmp_path / "r")
+    assert refused(capsys, ["run", "--out", "link", "--set", "run.updates=20"], tmp_path) == (
+        "--out link is a symbolic link; give the directory itself")
+    assert main(["run", "--out", "s", "--set", "run.updates=20", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert refused(capsys, ["compare", "r", "s", "--out", "s"], tmp_path) == (
+        "--out s is (or holds) the compared result s; choose another")
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "s" / "summary.json").is_file()
+
+
+def test_hand_made_results_are_one_line_in_compare_and_plot(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        assert main(["run", "--out", name, "--set", "run.updates=20", "--no-plots"]) == 0
+    capsys.readouterr()
+    (tmp_path / "b" / "metrics.csv").write_text("update,time\n0,0.0\n")
+    message = ("b/metrics.csv is not a readable metrics table (ValueError: it needs numeric columns update, time, loss "
+               "and at least one row)")
+    assert refused(capsys, ["compare", "a", "b", "--out", "c"], tmp_path) == message
+    assert refused(capsys, ["plot", "b"], tmp_path) == message
+    (tmp_path / "a" / "summary.json").write_text("[]")
+    assert refused(capsys, ["compare", "a", "b", "--out", "c"], tmp_path) == (
+        "a/summary.json is not an asyncsim summary (TypeError: a mapping is needed, got list)")
+
+
+def test_study_mistakes_are_found_when_the_study_loads(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(BASE)[:-1] + ", 1: {}}".replace("1: {}", '"compare": {1: {}}'))  # a number as a name
+    assert both(capsys, tmp_path, path) == ("compare: a variant name must be a string (it names the run's "
+                                            "directory), got 1 (int)")
+    cases = [
+        ({"compare": {"a": {}}, "sweep": {"seed": [1, 1]}}, "sweep.seed must list each value once, got [1, 1]"),
+        ({"compare": {"a": {}}, "target": {"test_accuracy": 0.9}},
+         "target: metric 'test_accuracy' is not recorded by run a; recorded: loss, grad_norm, suboptimality"),
+        ({"compare": {"a/b": {}}}, "compare.a/b must be letters, digits, '_', '.' or '-' (it names the variant's "
+                                   "runs), got 'a/b'"),
+    ]
+    for change, message in cases:
+        path.write_text(json.dumps(BASE | change))
+        assert both(capsys, tmp_path, path) == message
+
+
+def test_an_idx_file_that_declares_gigabytes_is_refused_before_it_is_read(tmp_path, capsys):
+    from asyncsim.problems.datasets import MNIST_FILES, write_idx
+
+    import numpy as np
+
+    write_idx(tmp_path / MNIST_FILES[0], np.zeros((2, 28, 28), np.uint8))
+    (tmp_path / MNIST_FILES[1]).write_bytes(bytes([0, 0, 0x08, 1]) + (2**32 - 1).to_bytes(4, "big"))
+    for name in MNIST_FILES[2:]:
+        write_idx(tmp_path / name, np.zeros((2, 28, 28), np.uint8) if "images" in name else np.zeros(2, np.uint8))
+    path = scenario(tmp_path, {"problem": {"kind": "mlp", "data": "mnist", "path": "."}})
+    assert both(capsys, tmp_path, path) == (f"IDX file '{tmp_path / MNIST_FILES[1]}' declares 4,294,967,295 bytes of "
+                                            "data (shape (4294967295,)); at most 2,147,483,648 are read")
+
+
+def test_predict_updates_are_in_the_budget(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ASYNCSIM_MEMORY_LIMIT", "8GB")
+    assert refused(capsys, ["predict", "--updates", "1000000000000"], tmp_path) == (
+        "--updates must keep the run within the memory limit of 8 GB (ASYNCSIM_MEMORY_LIMIT); got 1000000000000, an "
+        "estimated 1.2e+04 TB in all (the rows of 1000000000000 updates simulated three ways: 1.2e+04 TB)")

@@ -73,6 +73,8 @@ class Algorithm:
     vector_state: ClassVar[bool] = False
     """True when the server state is the parameter vector itself (``init``'s state, what ``apply`` takes and
     returns), so lock-free shared memory can hold it (real Hogwild)."""
+    recorded: ClassVar[tuple[str, ...]] = ()
+    """The names of the extra metrics the algorithm records (``metrics``)."""
     serial_step: ClassVar[bool] = False
     """True when every round ends with a serial step timed in flops (``serial_flops``), as ADMM's solve."""
 

@@ -109,6 +109,7 @@ class SEACD(CoordinateSteps):
     """
 
     tau: int = 0
+    recorded = ("energy", "perturbations")
     lr: float | None = None
     L: float | None = None
     M: float | None = None
@@ -136,8 +137,8 @@ class SEACD(CoordinateSteps):
         self._bound_blocks(spec, "algorithm.blocks")
         require(self.L is not None or spec.knows_smoothness, "algorithm.L", f"must be given: problem {kind(spec)} "
                 "has no known smoothness constant, and SEACD's step and energy need L", None)
-        if self.L is not None and self.lr is not None:
-            self._check_step(self.lr, self.L, "algorithm.lr")
+        if self.L is not None:  # the defaults that follow from L, resolved now as the run will
+            self._resolved(self.L, spec.dim, self._bound_blocks(spec), "algorithm.")
         bound = protocol.staleness_bound(scenario.cluster, scenario.run.updates)
         if bound is None or bound > self.tau:
             promise = ("does not bound them (random or interacting durations)" if bound is None else
@@ -147,25 +148,33 @@ class SEACD(CoordinateSteps):
                              f"ringmaster (max_staleness: {self.tau}) or serial_async (tau: {self.tau})"
                              + ("" if bound is None else f", or set tau >= {bound}") + f", got {self.tau}")
 
-    def _check_step(self, lr: float, L: float, name: str = "lr") -> None:
+    def _resolved(self, L: float, dim: int, blocks: int, prefix: str = "") -> "SEACD":
+        """The defaults that follow from L (class docstring), checked: the step below its bound, and finite
+        derived values (an extreme L, lr or r would make them overflow)."""
         bound = 2.0 / ((2 * self.tau + 1) * L)
-        require(lr < bound, name, f"must be < 2 / ((2 tau + 1) L) = {bound:.6g} (tau = {self.tau}, L = {L:.6g}), "
-                "the step-size bound of delayed coordinate descent", lr)
+        lr = bound / 2 if self.lr is None else self.lr  # half the bound
+        require(0 < lr < bound, prefix + "lr", f"must be < 2 / ((2 tau + 1) L) = {bound:.6g} (tau = {self.tau}, "
+                f"L = {L:.6g}), the step-size bound of delayed coordinate descent, and > 0", lr)
+        r = self.g_thres / L if self.r is None else self.r
+        t_thres = self.t_thres
+        if t_thres is None:  # coordinate steps grow a component along curvature -L/10 by sqrt(dim) / r
+            steps = 10 * blocks * max(1.0, math.log(math.sqrt(dim) / r)) / (lr * L) if r > 0 else math.inf
+            require(math.isfinite(steps) and steps < 2**62, prefix + "t_thres", "must be given: its default "
+                    "10 blocks log(sqrt(dim) / r) / (lr L) is not a finite count for these lr, L and r", None)
+            t_thres = math.ceil(steps)
+        try:
+            F = self.g_thres ** 2 / L if self.F is None else self.F
+        except OverflowError:
+            F = math.inf
+        require(math.isfinite(F), prefix + "F", "must be given: its default g_thres^2 / L is not finite", None)
+        return replace(self, blocks=blocks, L=float(L), lr=lr, r=r, t_thres=t_thres, F=F,
+                       window=max(1, t_thres) if self.window is None else self.window)
 
     def bind(self, problem, n_workers=None):
         L = problem.smoothness if self.L is None else self.L
         require(L is not None, "L", f"must be given: {type(problem).__name__} has no known smoothness constant, "
                 "and SEACD's step and energy need L", None)
-        lr = 2.0 / ((2 * self.tau + 1) * L) / 2 if self.lr is None else self.lr  # half the bound
-        self._check_step(lr, L)
-        blocks = self._bound_blocks(problem)
-        r = self.g_thres / L if self.r is None else self.r
-        t_thres = self.t_thres
-        if t_thres is None:  # coordinate steps grow a component along curvature -L/10 by sqrt(dim) / r
-            t_thres = math.ceil(10 * blocks * max(1.0, math.log(math.sqrt(problem.dim) / r)) / (lr * L))
-        return replace(self, blocks=blocks, L=float(L), lr=lr, r=r, t_thres=t_thres,
-                       F=self.g_thres ** 2 / L if self.F is None else self.F,
-                       window=max(1, t_thres) if self.window is None else self.window)
+        return self._resolved(L, problem.dim, self._bound_blocks(problem))
 
     def draw(self, problem, rng, n_steps):
         """Per step: a uniform block index and a 63-bit perturbation seed."""

@@ -34,6 +34,8 @@ class ProblemSpec:
     """True when the built problem knows the block constants L_i (``Problem.block_smoothness``)."""
     counts_flops: ClassVar[bool] = False
     """True when the built problem counts its gradient's flops (``Problem.grad_flops``)."""
+    recorded: ClassVar[tuple[str, ...]] = ()
+    """The names of the extra metrics the problem records (``Problem.metrics``)."""
 
     def build(self, rng: np.random.Generator) -> "Problem":
         raise NotImplementedError

@@ -91,7 +91,16 @@ def _header(path: Path, stream) -> tuple[np.dtype, tuple[int, ...]]:
     if len(dims) < 4 * ndim:
         raise ScenarioError(f"IDX file {str(path)!r} is truncated: {ndim} dimensions need a {4 + 4 * ndim}-byte "
                             f"header, found {4 + len(dims)} bytes")
-    return IDX_TYPES[code], struct.unpack(f">{ndim}I", dims)
+    dtype, shape = IDX_TYPES[code], struct.unpack(f">{ndim}I", dims)
+    declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if declared > MAX_IDX_BYTES:
+        raise ScenarioError(f"IDX file {str(path)!r} declares {declared:,} bytes of data (shape {shape}); at most "
+                            f"{MAX_IDX_BYTES:,} are read")
+    return dtype, shape
+
+
+MAX_IDX_BYTES = 2**31
+"""The most data an IDX file may declare (MNIST's training images are 47 MB)."""
 
 
 def _check_length(path: Path, shape: tuple[int, ...], dtype: np.dtype, found: int) -> int:
@@ -171,8 +180,11 @@ def check_mnist(directory: str | Path, n_train: int | None = None, n_test: int |
     for images_name, labels_name, n, which in ((MNIST_FILES[0], MNIST_FILES[1], n_train, "train"),
                                                (MNIST_FILES[2], MNIST_FILES[3], n_test, "test")):
         images_path, labels_path = _find(directory, images_name), _find(directory, labels_name)
-        shape, labels = idx_shape(images_path), read_idx(labels_path)
-        _check_pair(images_path, labels_path, shape, labels)
+        shape = idx_shape(images_path)
+        _check_pair(images_path, labels_path, shape, idx_shape(labels_path))  # before reading any labels
+        labels = read_idx(labels_path)
+        if shape[0] == 0:
+            raise ScenarioError(f"problem.path: MNIST file {str(images_path)!r} holds no images")
         _check_count(n, shape[0], which, directory)
         labels = labels[:n]
         pixels = int(np.prod(shape[1:]))
@@ -190,12 +202,13 @@ def _check_count(n: int | None, available: int, which: str, directory: Path) -> 
                             f"{str(directory)!r}), got {n}")
 
 
-def _check_pair(images_path: Path, labels_path: Path, shape: tuple[int, ...], labels: np.ndarray) -> None:
+def _check_pair(images_path: Path, labels_path: Path, shape: tuple[int, ...], labels: tuple[int, ...]) -> None:
+    """Images of 3 dimensions, and one label per image (``labels``: the shape of the labels)."""
     if len(shape) != 3:
         raise ScenarioError(f"MNIST file {str(images_path)!r} must hold images (3 dimensions), got shape {shape}")
-    if labels.ndim != 1 or len(labels) != shape[0]:
+    if len(labels) != 1 or labels[0] != shape[0]:
         raise ScenarioError(f"MNIST file {str(labels_path)!r} must hold one label per image ({shape[0]}), got "
-                            f"shape {labels.shape}")
+                            f"shape {labels}")
 
 
 def _find(directory: Path, name: str) -> Path:
@@ -208,7 +221,7 @@ def _find(directory: Path, name: str) -> Path:
 def _images_labels(directory: Path, images_name: str, labels_name: str, n: int | None, which: str):
     images_path, labels_path = _find(directory, images_name), _find(directory, labels_name)
     images, labels = read_idx(images_path), read_idx(labels_path)
-    _check_pair(images_path, labels_path, images.shape, labels)
+    _check_pair(images_path, labels_path, images.shape, labels.shape)
     _check_count(n, len(images), which, directory)
     images, labels = images[:n], labels[:n]
     X = images.reshape(len(images), -1).astype(np.float64) / 255.0

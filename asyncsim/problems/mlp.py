@@ -267,6 +267,7 @@ class MLP(ProblemSpec):
     n_train: int | None = None
     n_test: int | None = None
     counts_flops = True
+    recorded = ("train_accuracy", "test_accuracy", "test_loss")
 
     def __post_init__(self):
         require(self.data in DATA, "data", f"must be one of {', '.join(DATA)}", self.data)

@@ -125,6 +125,8 @@ class StrictSaddle(ProblemSpec):
         if self.R0 is None:
             object.__setattr__(self, "R0", 2 * math.sqrt(self.g))
         require(self.R0 > 0, "R0", "must be > 0", self.R0)
+        for name in ("g", "L_pos", "R0", "init_scale"):  # their squares make L and f*: keep them finite
+            require(getattr(self, name) <= 1e100, name, "must be <= 1e100", getattr(self, name))
 
     knows_smoothness = True
     knows_block_smoothness = True

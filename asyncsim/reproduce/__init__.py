@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..files import load_yaml
 from ..params import ScenarioError, build_dataclass, require, to_plain
+from ..scenario import check_name
 from . import delay_adaptive, delayed_gd, momentum, optimal_time, order_statistics, speedup, staleness  # noqa: F401  (registers the kinds)
 from .base import Outcome, Reproduction, describe, first_hit, span
 
@@ -80,9 +81,12 @@ def load(name_or_path: str | Path) -> Definition:
     require(not unknown, "reproduction", f"allowed keys are {', '.join(sorted(allowed))}", unknown)
     for key in ("name", "title", "source", "kind"):
         require(isinstance(data.get(key), str), key, "must be a string", data.get(key))
+    check_name(data["name"], "the output directory")
     seed = data.get("seed", 0)
     require(isinstance(seed, int) and seed >= 0, "seed", "must be an integer >= 0", seed)
     cls = Reproduction.registry.get(data["kind"])
+    for key in ("params", "quick", "full"):
+        require(isinstance(data.get(key) or {}, dict), key, "must be a mapping of parameters", data.get(key))
     versions = {}
     for version in ("quick", "full"):
         params = {**(data.get("params") or {}), **(data.get(version) or {})}

@@ -6,6 +6,8 @@ keyed timing draws of one run.
 from __future__ import annotations
 
 import io
+import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -13,6 +15,25 @@ import numpy as np
 from ..files import read_text
 from ..params import ParamError, require, resolve_path
 from .laws import Constant, DelayLaw, Empirical
+
+LONGEST = 1e100
+"""The largest mean duration (and the widest factor) a cluster may have, in seconds: beyond it the sums of
+simulated times overflow float64 (1.8e308)."""
+SHORTEST = 1e-12
+"""The shortest mean compute time: shorter steps vanish in the sums of simulated times, which then stand still."""
+MAX_CRASHES_PER_STEP = 5.0
+"""Crash rate times the longest mean step: beyond it a worker would almost never finish a step."""
+
+
+def require_duration(law: DelayLaw, name: str, shortest: float = 0.0) -> None:
+    """A delay law's mean must be finite, at most LONGEST seconds and at least ``shortest``."""
+    mean = law.mean
+    require(math.isfinite(mean) and shortest <= mean <= LONGEST, name,
+            f"must have a finite mean in [{shortest:g}, {LONGEST:g}] s (a pareto law needs alpha > 1)", law)
+
+
+def require_factor(value: float, name: str) -> None:
+    require(1 / LONGEST <= value <= LONGEST, name, f"must be in [{1 / LONGEST:g}, {LONGEST:g}]", value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,7 +45,7 @@ class Straggler:
 
     def __post_init__(self):
         require(self.worker >= 0, "worker", "must be >= 0", self.worker)
-        require(self.slowdown > 0, "slowdown", "must be > 0", self.slowdown)
+        require_factor(self.slowdown, "slowdown")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,9 +61,9 @@ class Transient:
     slowdown: float
 
     def __post_init__(self):
-        require(self.mean_normal > 0, "mean_normal", "must be > 0", self.mean_normal)
-        require(self.mean_slow > 0, "mean_slow", "must be > 0", self.mean_slow)
-        require(self.slowdown >= 1, "slowdown", "must be >= 1", self.slowdown)
+        require(0 < self.mean_normal <= LONGEST, "mean_normal", f"must be in (0, {LONGEST:g}]", self.mean_normal)
+        require(0 < self.mean_slow <= LONGEST, "mean_slow", f"must be in (0, {LONGEST:g}]", self.mean_slow)
+        require(1 <= self.slowdown <= LONGEST, "slowdown", f"must be in [1, {LONGEST:g}]", self.slowdown)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +77,8 @@ class Failures:
     downtime: DelayLaw
 
     def __post_init__(self):
-        require(self.rate > 0, "rate", "must be > 0", self.rate)
+        require(0 < self.rate <= LONGEST, "rate", f"must be in (0, {LONGEST:g}]", self.rate)
+        require_duration(self.downtime, "downtime")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +94,8 @@ class Network:
     def __post_init__(self):
         for name in ("uplink_bandwidth", "downlink_bandwidth"):
             value = getattr(self, name)
-            require(value is None or value > 0, name, "must be > 0 (or null for infinite)", value)
+            require(value is None or 1 / LONGEST <= value, name, f"must be >= {1 / LONGEST:g} (or null for "
+                    "infinite)", value)
         require(self.message_bytes is None or self.message_bytes >= 0, "message_bytes", "must be >= 0",
                 self.message_bytes)
 
@@ -96,15 +119,17 @@ class ComputeTrace:
         object.__setattr__(self, "path", str(p))
         text = read_text(p, "cluster.compute_trace.path")
         require(text.strip() != "", "path", "must hold at least one row of numbers (the file is empty)", self.path)
-        try:
-            table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64)
-        except ValueError:  # a header row
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns about a file without data rows: said below, in one line
             try:
-                table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
-            except ValueError as err:
-                raise ParamError(f"path {self.path!r} must be a CSV file of numbers, one column per worker "
-                                 f"(a header row allowed): {' '.join(str(err).split())}") from None
-        require(table.size > 0, "path", "must hold at least one row of numbers", self.path)
+                table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64)
+            except ValueError:  # a header row
+                try:
+                    table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+                except ValueError as err:
+                    raise ParamError(f"path {self.path!r} must be a CSV file of numbers, one column per worker "
+                                     f"(a header row allowed): {' '.join(str(err).split())}") from None
+        require(table.size > 0, "path", "must hold at least one row of numbers below its header", self.path)
         bad = np.argwhere(~np.isfinite(table) | (table < 0))
         require(len(bad) == 0, "path", "must hold finite compute times >= 0 only",
                 f"{table[tuple(bad[0])]} in data row {bad[0][0] + 1}" if len(bad) else None)
@@ -122,6 +147,7 @@ class Server:
 
     def __post_init__(self):
         require(self.slots >= 1, "slots", "must be >= 1", self.slots)
+        require_duration(self.service, "service")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,8 +178,8 @@ class Cluster:
 
     def __post_init__(self):
         n = self.workers
-        require(self.flops_per_second is None or self.flops_per_second > 0, "flops_per_second",
-                "must be > 0 (or null: compute times in seconds)", self.flops_per_second)
+        require(self.flops_per_second is None or self.flops_per_second >= 1 / LONGEST, "flops_per_second",
+                f"must be >= {1 / LONGEST:g} (or null: compute times in seconds)", self.flops_per_second)
         require(n >= 1, "workers", "must be >= 1", n)
         require((self.compute is None) != (self.compute_trace is None), "compute",
                 "must be given, or compute_trace instead (exactly one of the two)", self.compute)
@@ -166,17 +192,29 @@ class Cluster:
             require(cols >= n, "compute_trace.path", f"must have one column per worker ({n})", f"{cols} columns")
         given = self.laws if self.compute_trace is not None or isinstance(self.compute, tuple) else (self.compute,)
         for w, law in enumerate(given):  # one law for all is checked once: nothing here grows with the workers
-            require(law.mean > 0, "compute" if self.compute_trace is None else "compute_trace",
-                    "must have a mean > 0", law if len(given) == 1 else f"worker {w}: {law}")
+            name = "compute" if self.compute_trace is None else "compute_trace"
+            require(law.mean > 0, name, "must have a mean > 0", law if len(given) == 1 else f"worker {w}: {law}")
+            require_duration(law, name if len(given) == 1 else f"{name}[{w}]", SHORTEST)
+        for name in ("uplink", "downlink"):
+            require_duration(getattr(self, name), name)
         object.__setattr__(self, "speeds", tuple(float(v) for v in self.speeds))
         require(len(self.speeds) in (0, n), "speeds", f"must list one speed per worker ({n})", list(self.speeds))
         require(all(v > 0 for v in self.speeds), "speeds", "must all be > 0", list(self.speeds))
+        for w, v in enumerate(self.speeds):
+            require_factor(v, f"speeds[{w}]")
         object.__setattr__(self, "stragglers", tuple(self.stragglers))
         seen = set()
         for i, s in enumerate(self.stragglers):
             require(s.worker < n, f"stragglers[{i}].worker", f"must be < workers ({n})", s.worker)
             require(s.worker not in seen, f"stragglers[{i}].worker", "must not repeat", s.worker)
             seen.add(s.worker)
+        if self.failures is not None and self.flops_per_second is None:
+            slowest = max(s.slowdown for s in self.stragglers) if self.stragglers else 1.0
+            step = max(law.mean for law in given) * slowest / min(self.speeds or (1.0,))
+            require(self.failures.rate * step <= MAX_CRASHES_PER_STEP, "failures.rate",
+                    f"must leave time to finish a step: rate x the longest mean step ({step:.4g} s) must be <= "
+                    f"{MAX_CRASHES_PER_STEP:g} (each step would need about e^(rate x step) attempts)",
+                    self.failures.rate)
 
     def per_step(self, flops: float) -> "Cluster":
         """The cluster whose compute law is in seconds, for steps of ``flops`` operations each: every speed is

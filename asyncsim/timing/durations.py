@@ -71,6 +71,9 @@ class Durations:
         return float(table[step % len(table), worker]) * self.factors[worker]
 
     def exhausted(self, worker: int) -> ScenarioError:
+        """The error for a time that is not finite: a non-cycling compute trace ran out, or the sums overflowed."""
+        if self._trace is None or self._trace.cycle:
+            return overflow(worker)
         rows = len(self._trace.table)
         return ScenarioError(f"cluster.compute_trace.path has {rows} rows but worker {worker} needs step {rows}; "
                              f"set cluster.compute_trace.cycle: true or run fewer updates")
@@ -134,6 +137,11 @@ class Durations:
         i = f.locate(t)
         i += i % 2
         return f.end(i), f.end(i + 1)
+
+
+def overflow(worker: int) -> ScenarioError:
+    return ScenarioError(f"simulated time overflowed (worker {worker} reached an infinite time): the cluster's "
+                         "durations are too heavy-tailed or too long for float64 sums; use shorter or lighter laws")
 
 
 class _Alternating:

@@ -47,6 +47,14 @@ class _Worker:
         self.last = float(sums[-1, 2])
         self.blocks.append(sums)
 
+    def advance(self):
+        """``extend``, and raise if the block took no time (its durations vanish in the sums, or they overflowed):
+        simulated time would stand still and the search for the K-th apply would never end."""
+        before = self.horizon
+        self.extend()
+        if not self.horizon > before:
+            raise self.times.exhausted(self.w)
+
     @property
     def horizon(self) -> float:
         """The last arrival time generated so far."""
@@ -65,7 +73,7 @@ def async_trace(cluster: Cluster, times: Durations, K: int) -> Trace:
     target = 1.05 * K / rate if rate > 0 else 0.0
     for wk in workers:
         while wk.horizon < target:
-            wk.extend()
+            wk.advance()
     while True:
         t_apply = np.concatenate([np.concatenate(wk.blocks)[:, 1] for wk in workers])
         if len(t_apply) >= K:
@@ -78,7 +86,7 @@ def async_trace(cluster: Cluster, times: Durations, K: int) -> Trace:
         else:
             short = workers
         for wk in short:
-            wk.extend()
+            wk.advance()
 
     sums = [np.concatenate(wk.blocks) for wk in workers]
     counts = [len(s) for s in sums]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..files import read_text
 from ..params import ScenarioError, require, resolve_path
-from .cluster import Cluster
+from .cluster import LONGEST, Cluster
 from .durations import Durations
 from .protocol import Protocol, register
 from .trace import Status, Trace
@@ -24,15 +25,20 @@ def read_delays(path: str | Path) -> np.ndarray:
     if not text.strip():
         raise ScenarioError(f"protocol.path {str(p)!r} holds no delays (the file is empty)")
     try:
-        values = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns about a file without numbers: said below, in one line
+            values = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=1)
     except ValueError as err:
         raise ScenarioError(f"protocol.path {str(p)!r}: not one number per line ({err})") from None
+    if values.size == 0:
+        raise ScenarioError(f"protocol.path {str(p)!r} holds no delays (only comments or blank lines)")
     if values.ndim != 1:
         raise ScenarioError(f"protocol.path {str(p)!r} must hold one delay per line, got {values.shape[1]} columns")
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)))
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)) | (values > 2.0**62))
     if len(bad):
-        raise ScenarioError(f"protocol.path {str(p)!r} line {bad[0] + 1}: a delay must be a whole number >= 0, "
-                            f"got {float(values[bad[0]])!r}")
+        rule = "must be at most 2**62" if values[bad[0]] > 2.0**62 else "must be a whole number >= 0"
+        raise ScenarioError(f"protocol.path {str(p)!r} line {bad[0] + 1}: a delay {rule}, got "
+                            f"{float(values[bad[0]])!r}")
     return values.astype(np.int64)
 
 
@@ -93,7 +99,8 @@ class TraceFile(Protocol):
     delays: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        require(self.seconds_per_update > 0, "seconds_per_update", "must be > 0", self.seconds_per_update)
+        require(0 < self.seconds_per_update <= LONGEST, "seconds_per_update", f"must be in (0, {LONGEST:g}]",
+                self.seconds_per_update)
         object.__setattr__(self, "path", str(resolve_path(self.path)))
         object.__setattr__(self, "delays", read_delays(self.path))
 

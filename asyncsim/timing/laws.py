@@ -147,7 +147,10 @@ class LogNormal(DelayLaw):
 
     @property
     def mean(self):
-        return math.exp(self.mu + self.sigma**2 / 2)
+        try:
+            return math.exp(self.mu + self.sigma * self.sigma / 2)
+        except OverflowError:
+            return math.inf
 
     def _z(self, x):
         return (np.log(np.where(x <= 0, 1.0, x)) - self.mu) / self.sigma

@@ -8,10 +8,12 @@ them all, in that order (the order in which messages list kinds).  Processes onl
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..params import ScenarioError, kind, require
 from .asynchronous import SSP, Async, Periodic, Rennala, Ringmaster, run_async
 from .cluster import Cluster
-from .durations import Durations
+from .durations import Durations, overflow
 from .laws import Constant
 from .protocol import Family, Protocol, RealLoop, Sim
 from .rounds import AllReduce, Deadline, KOfN, Sync, run_rounds
@@ -57,9 +59,11 @@ def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, me
         raise ScenarioError(f"a serial step after each round needs a round protocol, not {kind(protocol)}")
     used = choose_engine(cluster, protocol, engine)
     times = Durations(cluster, seed, message_bytes, serial)
-    if used == "fast":
-        return protocol.fast_path(cluster, times, n_updates)
-    return protocol.trace(cluster, times, n_updates)
+    trace = (protocol.fast_path if used == "fast" else protocol.trace)(cluster, times, n_updates)
+    bad = np.flatnonzero(~np.isfinite(trace.t_apply))
+    if len(bad):
+        raise overflow(int(trace.worker[bad[0]]))
+    return trace
 
 
 __all__ = ["AllReduce", "Async", "Deadline", "Family", "KOfN", "Periodic", "Protocol", "RealLoop", "Rennala",

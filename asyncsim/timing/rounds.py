@@ -15,6 +15,7 @@ import numpy as np
 import simpy
 
 from ..params import require
+from .cluster import LONGEST
 from .engine import FifoServer, Phase
 from .fast import sync_trace
 from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
@@ -209,7 +210,7 @@ class Deadline(Rounds):
     deadline: float
 
     def __post_init__(self):
-        require(self.deadline > 0, "deadline", "must be > 0", self.deadline)
+        require(0 < self.deadline <= LONGEST, "deadline", f"must be in (0, {LONGEST:g}] s", self.deadline)
 
     def run(self, sim):
         run_rounds(sim, deadline=self.deadline)
@@ -229,8 +230,10 @@ class AllReduce(Rounds):
     bandwidth: float | None = None
 
     def __post_init__(self):
-        require(self.latency is None or self.latency >= 0, "latency", "must be >= 0", self.latency)
-        require(self.bandwidth is None or self.bandwidth > 0, "bandwidth", "must be > 0", self.bandwidth)
+        require(self.latency is None or 0 <= self.latency <= LONGEST, "latency", f"must be in [0, {LONGEST:g}] s",
+                self.latency)
+        require(self.bandwidth is None or self.bandwidth >= 1 / LONGEST, "bandwidth", f"must be >= {1 / LONGEST:g}",
+                self.bandwidth)
 
     def cost(self, cluster, message_bytes: int) -> float:
         alpha = cluster.uplink.mean if self.latency is None else self.latency

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..params import kind, require, to_plain
 from ..rng import Stream
-from .cluster import Cluster
+from .cluster import LONGEST, Cluster, require_duration
 from .durations import Durations
 from .engine import Clock, Log
 from .laws import Constant, DelayLaw
@@ -43,6 +43,7 @@ class SharedMemory(Protocol):
     def __post_init__(self):
         if self.blocks is not None:
             require(self.blocks >= 1, "blocks", "must be >= 1", self.blocks)
+        require_duration(self.read, "read")
 
     @property
     def read_law(self):
@@ -101,7 +102,8 @@ class SerialAsync(Protocol):
 
     def __post_init__(self):
         require(self.tau >= 0, "tau", "must be >= 0", self.tau)
-        require(self.seconds_per_update > 0, "seconds_per_update", "must be > 0", self.seconds_per_update)
+        require(0 < self.seconds_per_update <= LONGEST, "seconds_per_update", f"must be in (0, {LONGEST:g}]",
+                self.seconds_per_update)
 
     def check_cluster(self, cluster: Cluster) -> None:
         require(cluster.workers >= 2, "cluster.workers", "must be >= 2 under serial_async (fast workers and a slow one)",
