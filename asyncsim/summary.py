@@ -107,12 +107,12 @@ class Summary:
                                                  "lost_workers", "replay_check"}
         real = None
         if get("mode") == "real":
-            real = RealOutcome(settings=get("real") or {}, partial=bool(get("partial", False)),
+            real = RealOutcome(settings=_mapping(get("real")), partial=bool(get("partial", False)),
                                updates_requested=get("updates_requested", get("updates", 0)),
                                stopped_by=get("stopped_by"), lost_workers=get("lost_workers") or [],
                                replay_check=get("replay_check") or {},
                                time_unit=get("time_unit", RealOutcome.time_unit))
-        st = get("staleness") or {}
+        st = _mapping(get("staleness"))
         return cls(scenario=get("scenario", ""), seed=get("seed", 0), protocol=get("protocol", ""),
                    algorithm=get("algorithm", ""), workers=get("workers", 0), updates=get("updates", 0),
                    contributions=get("contributions", get("updates", 0)), unused=get("unused") or {},
@@ -124,4 +124,9 @@ class Summary:
                    version=get("version", ""), final_suboptimality=get("final_suboptimality"),
                    stopped_at=get("stopped_at"), algorithm_extra={k: v for k, v in data.items() if k not in known},
                    algorithm_resolved=get("algorithm_resolved"), mode=get("mode", "sim"), engine=get("engine"),
-                   predicted=get("predicted") or {}, wall_time_s=get("wall_time_s", 0.0), real=real)
+                   predicted=_mapping(get("predicted")), wall_time_s=get("wall_time_s", 0.0), real=real)
+
+
+def _mapping(value) -> dict:
+    """A mapping read back from summary.json, or an empty one where it holds anything else."""
+    return value if isinstance(value, dict) else {}
