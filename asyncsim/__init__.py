@@ -22,5 +22,5 @@ from .timing import Cluster, DelayLaw, Protocol, Trace, simulate
 from .version import __version__
 
 __all__ = ["Algorithm", "Cluster", "DelayLaw", "ParamError", "ProblemSpec", "Protocol", "RealRunError", "RunResult",
-           "Scenario", "ScenarioError", "Summary", "Trace", "__version__", "load_scenario", "predict", "replay", "run", "run_real",
-           "simulate", "theory", "write_results"]
+           "Scenario", "ScenarioError", "Summary", "Trace", "__version__", "load_scenario", "predict", "replay", "run",
+           "run_real", "simulate", "theory", "write_results"]

@@ -120,9 +120,9 @@ def check(s: Scenario) -> None:
     (``Protocol.resolve``) and the algorithm from the protocol (``Algorithm.resolve``).
 
     In order: the defaults (cheap), the memory budget (before anything that grows with the sizes), the protocol
-    against the cluster and the run length, the algorithm against the protocol (``Algorithm.accepts``, its capabilities) and against the
-    problem spec, cluster and run (``Algorithm.check``), the cost model (flop counts), and a compute trace long
-    enough for the run.
+    against the cluster and the run length, the algorithm against the protocol (``Algorithm.accepts``, from its
+    capabilities) and against the problem spec, cluster and run (``Algorithm.check``), the cost model (flop
+    counts), and a compute trace long enough for the run.
     """
     cluster, K = s.cluster, s.run.updates
     protocol = s.protocol.resolve(s.problem)
