@@ -5,11 +5,12 @@ dominates the estimate (``run.updates``, ``cluster.workers``, a problem size), t
 limit is ``ASYNCSIM_MEMORY_LIMIT`` (a size such as ``8GB``, ``500MB`` or a number of bytes; ``none`` switches the
 check off), by default half of the machine's physical memory.
 
-The estimate is a sum of :class:`Footprint` parts: the problem's data (``ProblemSpec.memory``), the algorithm's
-parameter vectors and states (``Algorithm.memory``), the trace (``Protocol.rows`` times :data:`ROW_BYTES`), the
-per-worker timing state and the recorded metrics.  The per-row and per-worker constants were measured as peak
-resident memory of runs end to end (``benchmarks/bench_memory.py``: 631 bytes per async row under SimPy, 246 on
-the fast path, 106 per row of rounds, 39 kB per worker besides its minibatch draws), rounded up.
+The estimate is a sum of :class:`Footprint` parts (``scenario.footprint``): the problem's data
+(``ProblemSpec.memory``), the algorithm's parameter vectors and states (``Algorithm.memory``) and its draws (a
+block of 256 steps of ``Algorithm.draw_size`` per worker), the trace (``Protocol.rows`` times :data:`ROW_BYTES`),
+the per-worker timing state and the recorded metrics.  The per-row and per-worker constants were measured as peak
+resident memory of runs end to end (``benchmarks/bench_memory.py``: 631 bytes per async row under SimPy, 248 on
+the fast path, 122 per row of rounds, 39 kB per worker besides its minibatch draws), rounded up.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A worker gets only plain data: the resolved scenario (``Scenario.to_dict()``), its index, the names of the shared
 memory segments and its end of a pipe.  It rebuilds the problem, x_0 and the algorithm from the scenario and the
-seed (``runner.build``, which the simulator uses too), never from pickled closures, so it runs the same under
+seed (``build.build``, which the simulator uses too), never from pickled closures, so it runs the same under
 spawn, fork and forkserver.  Minibatches and other algorithm randomness are the ALGORITHM-stream draws of (seed, worker, step), as in the replay.
 
 Two loops:
