@@ -1,10 +1,11 @@
-"""Command line: ``asyncsim run | validate | predict | plot | stability | compare | calibrate | reproduce``.
+"""Command line: ``asyncsim run | study | validate | predict | plot | stability | compare | calibrate | reproduce``.
 
 User mistakes (a bad scenario or option, a missing or damaged file, an output directory that is not a result or
 is in use by another run, a directory that cannot be written) print one line ``error: ...`` and exit 2, before
 anything is computed; a real run that fails (a worker died or raised) prints one line and exits 1, and so does a
-reproduction that FAILs.  Ctrl-C exits 130 and SIGTERM (a batch scheduler's time limit) 143, both with one line
-and no result or temporary directory left behind.
+reproduction that FAILs, and a study some of whose runs failed.  Ctrl-C exits 130 and SIGTERM (a batch scheduler's
+time limit) 143, both with one line and no result or temporary directory left behind (a study keeps its completed
+runs, which the next invocation reuses).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .params import ParamError, ScenarioError, kind
@@ -55,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="sim: simulate the timing (default); real: run the update rules on worker processes "
                             "and record the observed trace (settings in the scenario's real: section)")
     _engine_option(p_run)
+    _study_options(p_run)
+
+    p_study = sub.add_parser("study", help="run a study file (variants x swept values x seeds, tuned steps) on "
+                                           "local processes or Dask, resumably")
+    p_study.add_argument("scenario", metavar="study", help="study YAML file (a scenario with a compare section)")
+    p_study.add_argument("--out", help="study directory (default: results/<study name>)")
+    _scenario_options(p_study)
+    p_study.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    _engine_option(p_study)
+    _study_options(p_study)
 
     p_val = sub.add_parser("validate", help="check a scenario file without running it (the same checks as run)")
     p_val.add_argument("scenario", nargs="?", help="scenario YAML file (default: the built-in quickstart)")
@@ -106,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code
     previous = _install(signal.SIGTERM, _on_sigterm)
     try:
-        return {"run": _run, "validate": _validate, "predict": _predict, "plot": _plot,
+        return {"run": _run, "study": _study_command, "validate": _validate, "predict": _predict, "plot": _plot,
                 "stability": _stability, "compare": _compare, "calibrate": _calibrate,
                 "reproduce": _reproduce}[args.command](args)
     except (ScenarioError, ParamError, TraceError, FileExistsError, FileNotFoundError, ValueError) as err:
@@ -117,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err.strerror or err}{where}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as err:
-        if type(err).__name__ != "RealRunError":
+        what = {"RealRunError": "real run", "StudyFailed": "study"}.get(type(err).__name__)
+        if what is None:
             raise
-        print(f"error: real run: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {what}: {_one_line(err)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted; no result was written", file=sys.stderr)
@@ -180,6 +193,17 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
                    help="override a scenario value, e.g. --set algorithm.lr=0.02 (repeatable)")
 
 
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="study runs at once: local processes (default: the machine's "
+                                               "cores; 1 runs them in this process), or Dask workers with --dask local")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the study on Dask distributed: 'local' starts a "
+                                                     "LocalCluster, tcp://host:8786 connects to a scheduler")
+    p.add_argument("--seeds", type=int, help="evaluation seeds per cell (replaces the study file's seeds)")
+    p.add_argument("--force", action="store_true", help="recompute runs whose results are already in --out")
+    p.add_argument("--run-plots", action="store_true", help="also draw every run's own plots (slower; "
+                                                           "asyncsim plot runs/<label> draws one later)")
+
+
 def _engine_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=("auto", "simpy", "fast"), default="auto",
                    help="trace generator: the vectorized fast path where it is exact (auto), or always SimPy")
@@ -211,14 +235,23 @@ def _study(args):
         return None
     if getattr(args, "mode", "sim") == "real":
         raise ScenarioError(f"--mode real runs one scenario; {path} is a study (a compare section)")
+    if getattr(args, "seeds", None) is not None and not 1 <= args.seeds <= 10_000:
+        raise ScenarioError(f"--seeds must be between 1 and 10000, got {args.seeds}")
     with relative_to(path.parent):
-        return study_from_dict(data, args.overrides, args.seed)
+        return study_from_dict(data, args.overrides, args.seed, getattr(args, "seeds", None))
+
+
+def _describe_study(study) -> str:
+    tuning = len(study.tuning_runs())
+    return (f"{len(study.cells)} cells ({len(study.variants)} variants x {len(study.points)} points) x "
+            f"{len(study.seeds)} seeds = {len(study.cells) * len(study.seeds)} runs"
+            + (f", plus {tuning} tuning runs of {', '.join(study.tuned_keys)}" if tuning else ""))
 
 
 def _validate(args) -> int:
     study = _study(args)
     if study is not None:
-        print(f"ok: study {study.name} ({len(study.runs)} runs: {', '.join(study.runs)})")
+        print(f"ok: study {study.name}: {_describe_study(study)}")
         return 0
     s = _load(args, args.mode)
     print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {kind(s.protocol)}, algorithm {kind(s.algorithm)}, "
@@ -244,33 +277,102 @@ def _run(args) -> int:
 
     study = _study(args)
     if study is not None:
-        from .study import format_table, run_study
-
-        out = _out(args, study.name)
-        with output_lock(out):
-            print(f"{study.name}: {len(study.runs)} runs")
-            table = run_study(study, out, engine=args.engine, plots=not args.no_plots)
-        print(format_table(table, study))
-        print(f"results in {out}/ (one directory per run, comparison.csv, table.csv, summary.json"
-              f"{', plots/' if not args.no_plots else ''})")
-        return 0
+        return _run_study(args, study)
+    given = [f"--{name}" for name in ("workers", "dask", "seeds") if getattr(args, name) is not None]
+    given += [f"--{name.replace('_', '-')}" for name in ("force", "run_plots") if getattr(args, name)]
+    if given:
+        raise ScenarioError(f"{given[0]} applies to study files (a compare section); "
+                            f"{args.scenario or 'the built-in quickstart'} is a single scenario")
     scenario = _load(args, args.mode)
     out = _out(args, scenario.name)
-    progress = _progress if sys.stderr.isatty() else None
     with output_lock(out):
-        if args.mode == "real":
-            from .real import run_real
+        with _bar("real run" if args.mode == "real" else "replay") as progress:
+            if args.mode == "real":
+                from .real import run_real
 
-            result = run_real(scenario, progress=progress and (lambda d, t: _progress(d, t, "real run")))
-        else:
-            result = run(scenario, progress=progress, engine=args.engine)
-        if sys.stderr.isatty():
-            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+                result = run_real(scenario, progress=progress)
+            else:
+                result = run(scenario, progress=progress, engine=args.engine)
         write_results(result, out, plots=not args.no_plots)
     print(format_summary(result.summary))
     print(f"results in {out}/ (scenario.yaml, trace.parquet, metrics.csv, summary.json"
           f"{', plots/' if not args.no_plots else ''})")
     return 0
+
+
+def _study_command(args) -> int:
+    study = _study(args)
+    if study is None:
+        raise ScenarioError(f"{args.scenario} is not a study file (it has no compare section); use asyncsim run")
+    return _run_study(args, study)
+
+
+def _run_study(args, study) -> int:
+    import time
+    from contextlib import ExitStack
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .results import output_lock
+    from .study import format_table, run_study
+
+    if args.workers is not None and not 1 <= args.workers <= 4096:
+        raise ScenarioError(f"--workers must be between 1 and 4096, got {args.workers}")
+    out = _out(args, study.name)
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        stack.enter_context(output_lock(out))
+        executor, where = _executor(args, stack)
+        print(f"{study.name}: {_describe_study(study)}, {where}")
+        try:
+            result = run_study(study, out, executor, engine=args.engine, plots=not args.no_plots,
+                               run_plots=args.run_plots, force=args.force, bar=sys.stderr.isatty())
+        except (KeyboardInterrupt, Terminated) as stop:
+            done = sum(1 for p in (out / "runs", out / "tuning") if p.is_dir() for d in p.iterdir()
+                       if not d.name.startswith("."))
+            print(f"{'interrupted' if isinstance(stop, KeyboardInterrupt) else 'terminated (SIGTERM)'}; "
+                  f"{done} completed runs are kept in {out}/; run the study again to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
+    print(format_table(result, study))
+    print(f"results in {out}/ (runs/, runs.parquet, curves.parquet, table.csv, table.md"
+          f"{', tuning.csv' if study.tune else ''}, summary.json{', plots/' if not args.no_plots else ''}); "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _executor(args, stack):
+    """The executor of a study and a few words on it: None (this process), a LocalPool, or Dask's."""
+    import os
+
+    if args.dask is not None:
+        try:
+            import logging
+
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ScenarioError("--dask needs Dask distributed, which is not installed: "
+                                "python -m pip install 'asyncsim[dask]'") from None
+        if args.dask == "local":
+            workers = args.workers or os.cpu_count() or 1
+            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None, silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+            return client.get_executor(), f"on a Dask LocalCluster of {workers} worker processes"
+        try:
+            client = stack.enter_context(Client(args.dask, timeout="10s"))
+        except (OSError, TimeoutError, ValueError) as err:
+            raise ScenarioError(f"--dask {args.dask}: cannot connect to a Dask scheduler there ({_one_line(err)})"
+                                ) from None
+        return client.get_executor(), f"on the Dask scheduler at {args.dask}"
+    workers = args.workers or os.cpu_count() or 1
+    if workers == 1:
+        return None, "one at a time in this process"
+    from .study import LocalPool
+
+    pool = LocalPool(workers)
+    stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+    return pool, f"on {workers} local processes"
 
 
 def _predict(args) -> int:
@@ -384,8 +486,25 @@ def _calibrate(args) -> int:
     return 0
 
 
-def _progress(done: int, total: int, what: str = "replay") -> None:
-    print(f"\r{what} {100 * done // total:3d}% ({done}/{total} updates)", end="", file=sys.stderr, flush=True)
+@contextmanager
+def _bar(what: str):
+    """A progress callback (done, total) drawing a tqdm bar of updates on a terminal, else None."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=what, unit="update", file=sys.stderr, dynamic_ncols=True, leave=False, mininterval=0,
+               miniters=1)  # the run calls back once per 1% of its updates
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def format_summary(s) -> str:
@@ -405,7 +524,8 @@ def format_summary(s) -> str:
         "  unused work      " + "   ".join(f"{k} {v}" for k, v in s.unused.items()),
         f"  engine           {'real processes (' + s.real.settings['start_method'] + ')' if real else s.engine or 'simpy'}",
     ] + (_real_lines(s.real) if real else []) + ([f"  stopped          at update {s.stopped_at} (the algorithm finished: e.g. a declared local minimum)"]
-         if s.stopped_at is not None else []) + [
+         if s.stopped_at is not None else []) + ([f"  reached          run.stop_at at update {s.reached_at}"]
+         if s.reached_at is not None else []) + [
         f"  wall time        {s.wall_time_s:.2f} s",
     ]
     if real and s.real.partial:

@@ -151,56 +151,6 @@ def save_plots(metrics: pd.DataFrame, trace: pd.DataFrame, directory, title: str
     return names
 
 
-def plot_comparison(curves: dict[str, pd.DataFrame], title: str = ""):
-    """f - f* (or f when f* is unknown) against updates and against simulated time, one line per run; a recorded
-    ``energy`` column (SEACD's E_j, shifted by the same f*) is drawn dashed in the run's colour."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    sub = all("suboptimality" in m for m in curves.values())
-    column = "suboptimality" if sub else "loss"
-    shown = []
-    for i, (label, m) in enumerate(curves.items()):
-        color = f"C{i % 10}"
-        a.plot(*drawable(m["update"], m[column]), color=color, label=label)
-        t, y = drawable(m["time"], m[column])
-        b.plot(t, y, color=color, label=label)
-        shown.append(y)
-        if "energy" in m and m["energy"].notna().any():
-            shift = (m["loss"] - m["suboptimality"]) if sub else 0.0
-            a.plot(m["update"], m["energy"] - shift, color=color, ls="--", lw=1, label=f"{label}: energy E_j")
-    values = np.concatenate(shown)
-    log = np.mean(values > 0) > 0.5  # exact zeros (a minimum reached to rounding) are left out of a log axis
-    for ax, xlabel in ((a, "update"), (b, "simulated time (s)")):
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("f(x) - f*" if sub else "f(x)")
-        ax.grid(True, alpha=0.3)
-        if log:
-            ax.set_yscale("log", nonpositive="mask")
-    a.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_accuracy(curves: dict[str, pd.DataFrame], column: str = "test_accuracy", title: str = ""):
-    """``column`` against simulated time (log axis), one line per run: runs whose labels share the part before the
-    first '_' (the method, e.g. ``easgd`` in ``easgd_tau4``) share a colour, and differ in line style."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    methods = list(dict.fromkeys(label.split("_")[0] for label in curves))
-    seen: dict[str, int] = {}
-    for label, m in curves.items():
-        method = label.split("_")[0]
-        style = ("-", "--", ":", "-.")[seen.get(method, 0) % 4]
-        seen[method] = seen.get(method, 0) + 1
-        t = m["time"].to_numpy()
-        ax.plot(t[t > 0], m[column].to_numpy()[t > 0], color=f"C{methods.index(method) % 10}", ls=style, label=label)
-    ax.set_xscale("log")
-    ax.set(xlabel="simulated time (s)", ylabel=column.replace("_", " "), ylim=(0, 1), title=title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
 def plot_images(images: dict[str, np.ndarray], columns: int = 6):
     """Grayscale images side by side (values clipped to [0, 1]), titled by their keys."""
     n = len(images)
@@ -214,6 +164,11 @@ def plot_images(images: dict[str, np.ndarray], columns: int = 6):
         ax.set_title(label, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def save_image(image: np.ndarray, path) -> None:
+    """A grayscale image (values clipped to [0, 1]) as a PNG of its own pixels."""
+    plt.imsave(path, np.clip(image, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0)
 
 
 def save_figure(fig, path) -> None:

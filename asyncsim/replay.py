@@ -27,7 +27,9 @@ import pandas as pd
 
 from .algorithms.base import Algorithm, ApplyInfo
 from .problems.base import Problem
+from .params import ScenarioError
 from .rng import StepDraws, Stream
+from .targets import Target
 from .problems.base import block_bounds
 from .timing.trace import Trace, block_read_times
 
@@ -44,6 +46,8 @@ class ReplayResult:
     """The first recorded version whose loss is not finite, or None."""
     stopped_at: int | None = None
     """The version at which the algorithm stopped itself (``finished``, e.g. a declared local minimum), or None."""
+    reached_at: int | None = None
+    """The first recorded version whose metric reached the ``stop`` target (the run ended there), or None."""
     algorithm: Algorithm | None = None
     """The algorithm as run, with problem-dependent defaults resolved (``Algorithm.bind``)."""
     worker_states: tuple = ()
@@ -51,13 +55,15 @@ class ReplayResult:
 
 
 def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray, seed: int,
-           record_every: int = 1, progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+           record_every: int = 1, progress: Callable[[int, int], None] | None = None,
+           stop: Target | None = None) -> ReplayResult:
     """Apply ``algorithm`` along ``trace``; record metrics at versions 0, record_every, 2 record_every, ..., K.
 
     Each contribution's randomness is the ALGORITHM stream draw of its (worker, step), so the result depends only
     on the trace, the seed and the inputs.  Only applied rows are replayed (``Trace.used``).  Stops early, with
-    ``diverged_at`` set, when a recorded loss is not finite, and with ``stopped_at`` set when the algorithm says it
-    has finished.
+    ``diverged_at`` set, when a recorded loss is not finite, with ``stopped_at`` set when the algorithm says it
+    has finished, and with ``reached_at`` set at the first recorded version from 1 on whose metric reaches the
+    ``stop`` target (``run.stop_at``; the metrics then end with that row, as a full run's would up to it).
     """
     algorithm = algorithm.bind(problem, trace.n_workers)
     trace = trace.used()  # dropped, cancelled and lost work changes no parameters
@@ -89,7 +95,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
 
     replies_params = type(algorithm).reply is Algorithm.reply
     x = _frozen(algorithm.params(state))
-    diverged_at = stopped_at = None
+    diverged_at = stopped_at = reached_at = None
     tick = max(1, K // 100)
     with np.errstate(over="ignore", invalid="ignore"):
         record(0, x)
@@ -114,6 +120,9 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
                 if not record(k + 1, x):
                     diverged_at = k + 1
                     break
+                if stop is not None and stop.reached(recorder.value(stop.metric)):
+                    reached_at = k + 1
+                    break
             if done:
                 stopped_at = k + 1
                 break
@@ -121,7 +130,7 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
                 progress(k + 1, K)
 
     return ReplayResult(x=x, metrics=recorder.frame(), peak_in_flight=peak, diverged_at=diverged_at, stopped_at=stopped_at,
-                        algorithm=algorithm, worker_states=tuple(worker_states))
+                        reached_at=reached_at, algorithm=algorithm, worker_states=tuple(worker_states))
 
 
 def algorithm_draws(algorithm: Algorithm, problem: Problem, seed: int) -> StepDraws:
@@ -154,10 +163,21 @@ class Recorder:
         self.rows.append(row + tuple(float(more[c]) for c in self.extra))
         return math.isfinite(loss)
 
+    def value(self, metric: str) -> float:
+        """The last recorded value of ``metric``."""
+        columns = self.columns
+        if metric not in columns:
+            raise ScenarioError(f"run.stop_at.metric {metric!r} is not recorded by this run (recorded: "
+                                f"{', '.join(columns[2:])})")
+        return self.rows[-1][columns.index(metric)]
+
+    @property
+    def columns(self) -> list[str]:
+        return (["update", "time", "loss", "grad_norm"] + (["suboptimality"] if self.f_star is not None else [])
+                + self.extra)
+
     def frame(self) -> pd.DataFrame:
-        columns = (["update", "time", "loss", "grad_norm"] + (["suboptimality"] if self.f_star is not None else [])
-                   + self.extra)
-        return pd.DataFrame(self.rows, columns=columns)
+        return pd.DataFrame(self.rows, columns=self.columns)
 
 
 def read_segments(t_read: float, t_read_end: float, first: int, last: int, apply_times: np.ndarray,

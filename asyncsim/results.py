@@ -34,7 +34,7 @@ FILES = ("scenario.yaml", "trace.parquet", "metrics.csv", "summary.json")
 METRICS = ("update", "time", "loss")
 """The columns every metrics.csv has (others depend on the problem and the algorithm)."""
 WRITTEN = {*FILES, "plots", "comparison.csv", "table.csv", "table.md", "plot.png", "fidelity.csv", "map.csv",
-           "map.png"}
+           "map.png", "runs", "tuning", "runs.parquet", "curves.parquet", "tuning.csv", "run.key"}
 """Every name asyncsim writes at the top of a result directory (a run's, a study's, a reproduction's, a comparison's,
 a stability map's); a study's runs are result directories inside it."""
 _held: dict[Path, int] = {}
@@ -135,11 +135,13 @@ def write_results(result, out_dir, plots: bool = True) -> Path:
         result.trace.save(tmp / "trace.parquet")
         result.metrics.to_csv(tmp / "metrics.csv", index=False, float_format="%.17g")
         if plots:
-            from .plotting import save_plots  # matplotlib is only imported when plots are made
+            from .plotting import save_image, save_plots  # matplotlib is only imported when plots are made
 
             (tmp / "plots").mkdir()
             save_plots(result.metrics, result.trace.to_frame(), tmp / "plots", result.scenario.name,
                        result.summary.predicted)
+            if getattr(result.problem, "is_image", False):  # the picture the run ends with, pixel for pixel
+                save_image(result.problem.reconstruction(result.x), tmp / "plots" / "reconstruction.png")
         (tmp / "summary.json").write_text(json.dumps(result.summary.to_json(), indent=2) + "\n")
     return Path(out_dir)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from .build import build, timing_model
 from .params import kind, to_plain
@@ -39,7 +40,14 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     Problem data come from the DATA stream, x_0 from the INIT stream, timing from the timing streams and the
     algorithm's randomness from the ALGORITHM stream, all keyed by the scenario's seed.  ``engine`` ('auto',
     'simpy' or 'fast') picks the trace generator; both give the same trace, and summary.json names the one used.
+    BLAS runs on one thread (threadpoolctl): threaded BLAS on small matrices is slower, and its sums can differ
+    from one thread count to another, so every executor of a study gives the same bytes.
     """
+    with threadpool_limits(limits=1):
+        return _run(scenario, progress, engine)
+
+
+def _run(scenario: Scenario, progress, engine: str) -> RunResult:
     start = time.perf_counter()
     seed = scenario.seed
     used = choose_engine(scenario.cluster, scenario.protocol, engine)
@@ -47,14 +55,14 @@ def run(scenario: Scenario, progress: Callable[[int, int], None] | None = None, 
     problem, x0, algorithm = built.problem, built.x0, built.algorithm
     timing = timing_model(built)
     trace = simulate(timing.cluster, scenario.protocol, scenario.run.updates, seed, timing.message_bytes, engine,
-                     timing.serial).validate()
-    result = replay(trace, algorithm, problem, x0, seed, scenario.run.record_every, progress)
+                     timing.serial, until=scenario.run.time).validate()
+    result = replay(trace, algorithm, problem, x0, seed, scenario.run.record_every, progress, scenario.run.stop_at)
     summary = summarize(scenario, trace, result.metrics, result.peak_in_flight, result.diverged_at)
-    if result.stopped_at is not None:  # the run ended there: report the updates and time it took
+    if result.stopped_at is not None or result.reached_at is not None:  # the run ended there: report its length
         last = result.metrics.iloc[-1]
         summary = replace(summary, updates=int(last["update"]), simulated_time=float(last["time"]),
                           updates_per_second=int(last["update"]) / float(last["time"]))
-    summary = replace(summary, stopped_at=result.stopped_at,
+    summary = replace(summary, stopped_at=result.stopped_at, reached_at=result.reached_at,
                       algorithm_extra=algorithm.summary(problem, result.worker_states),
                       algorithm_resolved=to_plain(algorithm) if algorithm != scenario.algorithm else None,
                       mode="sim", engine=used, predicted=overlays(scenario, timing),

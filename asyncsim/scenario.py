@@ -24,6 +24,7 @@ from .files import load_yaml, parse_yaml
 from .params import ParamError, ScenarioError, build_dataclass, kind, relative_to, require, to_plain
 from .problems.base import ProblemSpec
 from .rng import BLOCK
+from .targets import Target
 from .timing.cluster import Cluster
 from .timing.protocol import Family
 from .timing.protocols import Async, Protocol, simulate
@@ -43,16 +44,26 @@ ON_WORKER_FAILURE = ("stop", "continue")
 
 @dataclass(frozen=True, kw_only=True)
 class RunSpec:
-    """How long to run and how often to record metrics (every ``record_every`` updates; default: 100 points)."""
+    """How long to run and how often to record metrics (every ``record_every`` updates; default: 100 points).
+
+    ``updates``: the number of updates, or with ``time`` the most the run may take (the memory budget is counted
+    from it).  ``time``: the run is the updates applied at or before simulated time ``time`` (or the first
+    ``updates`` of them, whichever ends first), so variants with different update rates are compared over the same
+    time.  ``stop_at``: a :class:`~asyncsim.targets.Target` (``{metric: loss, level: 0.01}``); the run stops at the
+    first recorded version (every ``record_every`` updates, from version 1 on) whose metric reaches the level.
+    """
 
     updates: int
     record_every: int | None = None
+    time: float | None = None
+    stop_at: Target | None = None
 
     def __post_init__(self):
         require(self.updates >= 1, "updates", "must be >= 1", self.updates)
         if self.record_every is None:
             object.__setattr__(self, "record_every", max(1, self.updates // 100))
         require(self.record_every >= 1, "record_every", "must be >= 1", self.record_every)
+        require(self.time is None or self.time > 0, "time", "must be > 0 (simulated seconds) or null", self.time)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +147,10 @@ def check(s: Scenario) -> None:
             f"algorithm {kind(algorithm)}", kind(protocol))
     protocol.check(algorithm)
     algorithm.check(s)
+    if s.run.stop_at is not None:
+        recorded = recorded_metrics(s)
+        require(s.run.stop_at.metric in recorded, "run.stop_at.metric", f"must be a metric the run records "
+                f"({', '.join(recorded)})", s.run.stop_at.metric)
     if cluster.flops_per_second is not None:
         require(s.problem.counts_flops, "cluster.flops_per_second", f"needs the problem's gradient flops, which "
                 f"problem {kind(s.problem)} does not count; give compute times in seconds instead (null)",
@@ -144,6 +159,11 @@ def check(s: Scenario) -> None:
         raise ParamError(f"algorithm {kind(algorithm)} times its serial step in flops: set "
                          f"cluster.flops_per_second")
     _check_compute_trace(s)
+
+
+def recorded_metrics(s: Scenario) -> tuple[str, ...]:
+    """The metrics a run of ``s`` records (suboptimality only where the built problem knows f*)."""
+    return ("loss", "grad_norm", "suboptimality", *s.problem.recorded, *s.algorithm.recorded)
 
 
 def footprint(s: Scenario, processes: int = 1) -> list[budget.Footprint]:

@@ -59,6 +59,8 @@ class Summary:
     final_suboptimality: float | None = None
     stopped_at: int | None = None
     """The update at which the algorithm stopped itself (simulated runs), or None."""
+    reached_at: int | None = None
+    """The update at which the run reached its ``run.stop_at`` target and stopped, or None."""
     algorithm_extra: dict = field(default_factory=dict)
     """Entries the algorithm adds (``Algorithm.summary``, e.g. ADMM's memory per node)."""
     algorithm_resolved: dict | None = None
@@ -87,6 +89,8 @@ class Summary:
                        replay_check=r.replay_check, wall_time_s=self.wall_time_s)
             return out
         out["stopped_at"] = self.stopped_at
+        if self.reached_at is not None:
+            out["reached_at"] = self.reached_at
         out.update(self.algorithm_extra)
         if self.algorithm_resolved is not None:
             out["algorithm_resolved"] = self.algorithm_resolved
@@ -122,7 +126,7 @@ class Summary:
                                        max=st.get("max", 0)),
                    peak_in_flight=get("peak_in_flight", 0), diverged_at=get("diverged_at"),
                    version=get("version", ""), final_suboptimality=get("final_suboptimality"),
-                   stopped_at=get("stopped_at"), algorithm_extra={k: v for k, v in data.items() if k not in known},
+                   stopped_at=get("stopped_at"), reached_at=get("reached_at"), algorithm_extra={k: v for k, v in data.items() if k not in known},
                    algorithm_resolved=get("algorithm_resolved"), mode=get("mode", "sim"), engine=get("engine"),
                    predicted=_mapping(get("predicted")), wall_time_s=get("wall_time_s", 0.0), real=real)
 

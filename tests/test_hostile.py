@@ -599,7 +599,7 @@ def test_study_mistakes_are_found_when_the_study_loads(tmp_path, capsys):
     cases = [
         ({"compare": {"a": {}}, "sweep": {"seed": [1, 1]}}, "sweep.seed must list each value once, got [1, 1]"),
         ({"compare": {"a": {}}, "target": {"test_accuracy": 0.9}},
-         "target: metric 'test_accuracy' is not recorded by run a; recorded: loss, grad_norm, suboptimality"),
+         "target: metric 'test_accuracy' is not recorded by compare.a; recorded: loss, grad_norm, suboptimality"),
         ({"compare": {"a/b": {}}}, "compare.a/b must be letters, digits, '_', '.' or '-' (it names the variant's "
                                    "runs), got 'a/b'"),
     ]

@@ -46,18 +46,19 @@ def spec(workers=2, updates=600, protocol=None, algorithm=None, real=None, **clu
 
 def leftovers():
     """Shared memory segments of real runs and child processes of this process that are still there (but for
-    multiprocessing's resource tracker, which lives as long as this process)."""
-    from multiprocessing import resource_tracker
+    multiprocessing's resource tracker and fork server, which live as long as this process; a study's process pool
+    starts the fork server)."""
+    from multiprocessing import forkserver, resource_tracker
 
     segments = sorted(p for p in os.listdir("/dev/shm") if p.startswith("asyncsim_"))
     me, children = str(os.getpid()), []
-    tracker = str(resource_tracker._resource_tracker._pid)
+    helpers = {str(resource_tracker._resource_tracker._pid), str(forkserver._forkserver._forkserver_pid)}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[1] == me and fields[0] != "Z" and stat.parent.name != tracker:
+        if fields[1] == me and fields[0] != "Z" and stat.parent.name not in helpers:
             children.append(stat.parent.name)
     return segments, children + [p.pid for p in multiprocessing.active_children()]
 

@@ -113,7 +113,7 @@ def test_defaults_are_filled_in_and_the_resolved_scenario_round_trips():
     s = from_dict({"name": "t", "problem": {"kind": "quadratic"}, "cluster": {"workers": 2, "compute": {"kind": "constant", "value": 1}},
                    "algorithm": {"kind": "sgd", "lr": 0.1}, "run": {"updates": 1000}})
     resolved = yaml.safe_load(s.to_yaml())
-    assert resolved["run"] == {"updates": 1000, "record_every": 10}
+    assert resolved["run"] == {"updates": 1000, "record_every": 10, "time": None, "stop_at": None}
     assert resolved["protocol"] == {"kind": "async"}
     assert resolved["cluster"]["uplink"] == {"kind": "constant", "value": 0.0}
     assert resolved["problem"]["mu"] == 0.01

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -32,26 +33,30 @@ def test_merge_replaces_mappings_with_a_kind_and_merges_the_others():
 
 def test_study_runs_every_variant_at_every_swept_value_and_times_the_common_target(tmp_path):
     study = study_from_dict({**BASE, "sweep": {"problem.dim": [4, 8]}})
-    assert list(study.runs) == ["gd_dim=4", "cd_dim=4", "gd_dim=8", "cd_dim=8"]
-    assert study.runs["cd_dim=8"][2].problem.dim == 8 and study.runs["gd_dim=4"][2].cluster.workers == 1
-    table = asyncsim.study.run_study(study, tmp_path / "out", plots=False, log=lambda *_: None)
-    wide = pd.read_csv(tmp_path / "out" / "table.csv")
-    assert wide.columns.tolist() == ["problem.dim", "gd_time", "cd_time"] and wide["problem.dim"].tolist() == [4, 8]
-    for _, row in table.iterrows():  # the time to target is the first recorded time at or below the common goal
-        label = f"{row['variant']}_dim={row['problem.dim']}"
-        m = pd.read_csv(tmp_path / "out" / label / "metrics.csv")
-        same = table[table["problem.dim"] == row["problem.dim"]]
+    runs = study.evaluation_runs()
+    assert [r.label for r in runs] == ["gd_dim=4_seed=0", "cd_dim=4_seed=0", "gd_dim=8_seed=0", "cd_dim=8_seed=0"]
+    assert runs[3].scenario.problem.dim == 8 and runs[0].scenario.cluster.workers == 1
+    result = asyncsim.study.run_study(study, tmp_path / "out", plots=False, log=lambda *_: None)
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert table[["variant", "problem.dim"]].values.tolist() == [["gd", 4], ["cd", 4], ["gd", 8], ["cd", 8]]
+    rows = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    for _, row in rows.iterrows():  # the time to target is the first recorded time at or below the common goal
+        label = f"{row['variant']}_dim={row['problem.dim']}_seed=0"
+        m = pd.read_csv(tmp_path / "out" / "runs" / label / "metrics.csv")
+        same = rows[rows["problem.dim"] == row["problem.dim"]]
         worst = same["final_loss"].max()
         goal = worst + 0.01 * (row["initial_loss"] - worst)
         assert row["time_to_target"] == m.loc[m["loss"] <= goal, "time"].iloc[0]
+    np.testing.assert_array_equal(table["time_to_target_mean"], rows["time_to_target"])  # one seed: the run's
+    assert result.runs.drop(columns="wall_time_s").equals(rows.drop(columns="wall_time_s"))
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert [r["variant"] for r in summary["runs"]] == ["gd", "cd", "gd", "cd"]
+    assert summary["complete"] and summary["keys"] == ["problem.dim"] and summary["seeds"] == [0]
 
 
 @pytest.mark.parametrize("change, message", [
     ({"compare": {}}, "compare must map variant names"),
-    ({"sweep": {"problem.dim": []}}, "sweep must map one dotted key"),
-    ({"target": 1.5}, "target must be a number in (0, 1) or a mapping {metric: level}, got 1.5"),
+    ({"sweep": {"problem.dim": []}}, "sweep must map dotted keys to non-empty lists of values, got problem.dim: []"),
+    ({"target": 1.5}, "target must be a number in (0, 1) or a mapping {metric: ..., level: ...}, got 1.5"),
     ({"compare": {"gd": {"algorithm": {"kind": "gd", "lr": -1}}}}, "compare.gd: algorithm.lr must be > 0, got -1"),
 ])
 def test_bad_studies_fail_with_one_line(change, message):
@@ -79,24 +84,26 @@ def test_flops_timing_needs_a_problem_that_counts_flops():
                                     ["cluster.flops_per_second=1000.0"])
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("mf", ["run.updates=300"]),
-    ("saddle", ["run.updates=300"]),
-    ("nmf", ["run.updates=4"]),
+@pytest.mark.parametrize("name, overrides, seeds", [
+    ("mf", ["run.updates=300"], None),
+    ("saddle", ["run.updates=300"], None),
+    ("nmf", ["run.updates=4"], 1),
 ])
-def test_seed000_scenarios_run_from_the_cli(root, tmp_path, capsys, name, overrides):
+def test_seed000_scenarios_run_from_the_cli(root, tmp_path, capsys, name, overrides, seeds):
     path = root / "scenarios" / "seed000" / f"{name}.yaml"
-    sets = [a for o in overrides for a in ("--set", o)]
+    sets = [a for o in overrides for a in ("--set", o)] + (["--seeds", str(seeds)] if seeds else [])
     assert main(["validate", str(path)]) == 0
-    assert main(["run", str(path), "--out", str(tmp_path / name), *sets]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / name), "--workers", "1", *sets]) == 0
     out = capsys.readouterr().out
-    assert "time to target" in out
-    study = load_study(path)
-    for label in study.runs:
-        assert (tmp_path / name / label / "summary.json").is_file()
-    assert (tmp_path / name / "plots" / "comparison.png").is_file()
+    assert "Time to target" in out
+    study = load_study(path, overrides, seeds=seeds)
+    for run in study.evaluation_runs({c: 0 for c in study.cells if c.grid}):
+        assert (tmp_path / name / "runs" / run.label / "summary.json").is_file()
+    assert (tmp_path / name / "plots" / "curves.png").is_file()
+    assert (tmp_path / name / "plots" / "time_to_target.png").is_file()
     table = pd.read_csv(tmp_path / name / "table.csv")
-    if name == "nmf":  # the seed's table: rank, GD time, SEACD time; and the image next to its reconstructions
-        assert table.columns.tolist() == ["problem.rank", "projected_gd_time", "projected_seacd_time"]
-        assert table["problem.rank"].tolist() == [6, 11, 21, 42, 84, 112, 167, 334][:len(table)]
+    assert table["seeds"].eq(len(study.seeds)).all() and len(table) == len(study.cells)
+    if name == "nmf":  # the seed's table: rank against each method's time; and the image with its reconstructions
+        assert table["problem.rank"].tolist()[::2] == [6, 11, 21, 42, 84, 112, 167, 334]
+        assert table["variant"].tolist()[:2] == ["projected_gd", "projected_seacd"]
         assert (tmp_path / name / "plots" / "images.png").is_file()

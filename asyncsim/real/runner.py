@@ -79,6 +79,10 @@ def _check_real(scenario) -> None:
     if spec.on_worker_failure == "continue" and loop is RealLoop.BARRIER:
         raise ParamError(f"real.on_worker_failure continue needs an asynchronous protocol (a barrier waits for "
                          f"every worker); got protocol {kind(protocol)}, which runs in rounds")
+    require(scenario.run.time is None, "run.time", "must be null in real mode (it is a simulated-time budget; "
+            "real.time_limit bounds the wall time)", scenario.run.time)
+    require(scenario.run.stop_at is None, "run.stop_at", "must be null in real mode (the simulator stops at a "
+            "target; a real run takes run.updates)", to_plain(scenario.run.stop_at))
     require(cluster.failures is None, "cluster.failures", "must be null in real mode: failures are not emulated "
             "(workers fail for real there; see real.on_worker_failure)", to_plain(cluster.failures))
     if spec.time_scale is not None and loop is not RealLoop.HOGWILD:

@@ -8,6 +8,8 @@ them all, in that order (the order in which messages list kinds).  Processes onl
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..params import ScenarioError, kind, require
@@ -47,23 +49,42 @@ def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") ->
 
 
 def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, message_bytes: int = 0,
-             engine: str = "auto", serial: float = 0.0) -> Trace:
+             engine: str = "auto", serial: float = 0.0, until: float | None = None) -> Trace:
     """Simulate ``n_updates`` updates of ``protocol`` on ``cluster`` with the timing streams of ``seed``.
 
     ``message_bytes`` sizes the messages for the links' bandwidth; ``serial`` is the seconds a round protocol adds
     after each round (a serial solve); ``engine`` is 'auto' (the vectorized fast path where it is exact, else
-    SimPy), 'simpy' or 'fast'.  Both engines give identical traces.
+    SimPy), 'simpy' or 'fast'.  Both engines give identical traces.  With ``until``, the trace ends at simulated
+    time ``until`` (``Trace.until``) or after ``n_updates`` updates, whichever comes first: the simulation is
+    repeated with more updates (at least doubling, up to ``n_updates``) until it passes ``until``.
     """
     require(n_updates >= 1, "n_updates", "must be >= 1", n_updates)
     if serial and protocol.family is not Family.ROUNDS:
         raise ScenarioError(f"a serial step after each round needs a round protocol, not {kind(protocol)}")
     used = choose_engine(cluster, protocol, engine)
-    times = Durations(cluster, seed, message_bytes, serial)
-    trace = (protocol.fast_path if used == "fast" else protocol.trace)(cluster, times, n_updates)
-    bad = np.flatnonzero(~np.isfinite(trace.t_apply))
-    if len(bad):
-        raise overflow(int(trace.worker[bad[0]]))
-    return trace
+    make = protocol.fast_path if used == "fast" else protocol.trace
+
+    def trace_of(k):
+        trace = make(cluster, Durations(cluster, seed, message_bytes, serial), k)
+        bad = np.flatnonzero(~np.isfinite(trace.t_apply))
+        if len(bad):
+            raise overflow(int(trace.worker[bad[0]]))
+        return trace
+
+    if until is None:
+        return trace_of(n_updates)
+    k = min(n_updates, 1024)
+    while True:
+        trace = trace_of(k)
+        end = float(trace.used().t_apply[-1])
+        if end > until or k == n_updates:
+            break
+        k = min(n_updates, max(2 * k, math.ceil(1.1 * k * until / end) if end > 0 else 2 * k))
+    first = float(trace.used().t_apply[0])
+    if first > until:
+        raise ScenarioError(f"run.time must be at least the time of the first update ({first:.6g} simulated "
+                            f"seconds), got {until!r}")
+    return trace.until(until)
 
 
 __all__ = ["AllReduce", "Async", "Deadline", "Family", "KOfN", "Periodic", "Protocol", "RealLoop", "Rennala",

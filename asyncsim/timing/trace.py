@@ -123,6 +123,13 @@ class Trace:
         return Trace(n_workers=self.n_workers, protocol=self.protocol, read_blocks=self.read_blocks,
                      **{c: getattr(self, c)[keep] for c in COLUMNS})
 
+    def until(self, t: float) -> "Trace":
+        """The trace of the run that ends at simulated time ``t``: the rows whose update was applied (or whose
+        work was discarded) at or before ``t``.  A longer simulation of the same scenario has the shorter one's
+        rows as this prefix (``tests/test_budget_time.py`` checks it for every protocol), which is what
+        ``run.time`` relies on."""
+        return self.select(self.t_apply <= t)
+
     @property
     def inconsistent(self) -> bool:
         """True when some read saw different versions in different blocks."""

@@ -1,0 +1,162 @@
+"""A study's figures, drawn from its tidy tables: curves with confidence bands (a colour per variant, a panel per
+swept point, the legend outside the data) and the time to target against the swept key with error bars."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..plotting import SHOWN
+from .tables import CI_METHOD, CONFIDENCE, _plain_value
+from .spec import Study
+
+GRID = 200
+"""Points of the common time grid on which a cell's seeds are averaged."""
+
+
+def colours(n: int) -> list:
+    """``n`` distinguishable colours: tab10 up to 10, tab20 beyond."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def band(curves: list[tuple[np.ndarray, np.ndarray]], log: bool = False, logx: bool = False, floor: float = 0.0
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds' curves (time, value) on a common grid up to the earliest last time: (grid, mean, lower, upper),
+    the band the 95% Student t interval of the mean at each grid time (none for one seed).  With ``log``, the
+    mean and the interval are those of log10(max(value, floor)), mapped back: the geometric mean, whose band stays
+    positive on a log axis.  With ``logx``, the grid is spaced evenly in log time from the first positive time."""
+    end = min(float(t[-1]) for t, _ in curves)
+    if logx:
+        start = min(float(t[t > 0][0]) for t, _ in curves if (t > 0).any())
+        grid = np.geomspace(min(start, end), end, GRID)
+    else:
+        grid = np.linspace(0.0, end, GRID)
+    values = np.array([np.interp(grid, t, v) for t, v in curves])
+    if log:
+        values = np.log10(np.clip(values, max(floor, 1 / SHOWN), None))
+    mean = values.mean(axis=0)
+    lo = hi = mean
+    if len(curves) > 1:
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(curves) - 1) * values.std(axis=0, ddof=1) / math.sqrt(len(curves))
+        lo, hi = mean - half, mean + half
+    return (grid, *(10.0 ** np.array([mean, lo, hi]) if log else (mean, lo, hi)))
+
+
+def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
+    """``metric`` against simulated time: the mean over seeds with its confidence band, one colour per variant and
+    a panel per swept point; a study of one point and more than eight variants gets a panel per variant instead
+    (the others drawn thin and grey behind it), so no legend holds more than eight entries.  A positive loss is
+    drawn on a log scale, an accuracy against log time (its rise is early)."""
+    points, variants = study.points, study.variants
+    per_variant = len(points) == 1 and len(variants) > 8
+    panels = variants if per_variant else points
+    cols = min(4 if not per_variant else 5, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + (0 if per_variant else 2.2), 2.7 * rows + 0.6),
+                             squeeze=False, sharey=True, sharex=per_variant, layout="constrained")
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    mine = curves[curves["metric"] == metric]
+    palette = dict(zip(variants, colours(len(variants))))
+    logx = metric.endswith("accuracy")
+    log = not logx and bool((mine["value"] > 0).mean() > 0.5)
+    floor = 1e-16 * float(mine["value"].abs().max()) if log else 0.0  # zero to rounding: drawn at this floor
+    bands, handles = {}, {}
+    for point in points:
+        here = mine
+        for key, value in point:
+            here = here[here[key] == _plain_value(value)]
+        for variant in variants:
+            runs = [(g["time"].to_numpy(), np.clip(g["value"].to_numpy(), -SHOWN, SHOWN))
+                    for _, g in here[here["variant"] == variant].groupby("seed", sort=False)]
+            if runs:
+                bands[point, variant] = band(runs, log, logx, floor)
+    n = len(study.seeds)
+    for ax, panel in zip(axes.ravel(), panels):
+        shown = [(points[0], panel)] if per_variant else [(panel, v) for v in variants]
+        if per_variant:
+            for v in variants:
+                if v != panel and (points[0], v) in bands:
+                    ax.plot(*bands[points[0], v][:2], color="0.75", lw=0.7)
+        for key in shown:
+            if key not in bands:
+                continue
+            grid, mean, lo, hi = bands[key]
+            (line,) = ax.plot(grid, mean, color=palette[key[1]], lw=1.5)
+            ax.fill_between(grid, lo, hi, color=palette[key[1]], alpha=0.22, lw=0)
+            handles[key[1]] = line
+        title = panel if per_variant else ", ".join(f"{k.rsplit('.', 1)[-1]} = {v}" for k, v in panel)
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=7)
+        if log:
+            ax.set_yscale("log", nonpositive="mask")
+        if logx:
+            ax.set_xscale("log")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("simulated time (s)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(label, fontsize=8)
+    what = f"{'geometric ' if log else ''}mean of {n} seed{'s' * (n != 1)}" + (f", band: {CI_METHOD}" if n > 1 else "")
+    if per_variant:
+        fig.suptitle(f"{study.name}: {label}\n{what}; the other variants in grey", fontsize=10)
+    else:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
+                   title=what.replace(", band", "\nband"), title_fontsize=7)
+        fig.suptitle(f"{study.name}: {label}", fontsize=10)
+    return fig
+
+
+def plot_time_to_target(table: pd.DataFrame, study: Study, rule: str):
+    """Time to target with its confidence interval: against the first swept key (one line per variant), or, for
+    a study without a sweep, one bar per variant.  Cells no seed reached are left out and named below."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
+    palette = dict(zip(study.variants, colours(len(study.variants))))
+    mean, lo, hi = table["time_to_target_mean"], table["time_to_target_ci_low"], table["time_to_target_ci_high"]
+    err = np.array([(mean - lo).fillna(0).clip(lower=0), (hi - mean).fillna(0).clip(lower=0)])
+    missing = [f"{r['variant']}" + "".join(f" {k.rsplit('.', 1)[-1]}={r[k]}" for k in study.keys)
+               for _, r in table.iterrows() if math.isnan(r["time_to_target_mean"])]
+    if study.keys:
+        key = study.keys[0]
+        numeric = pd.api.types.is_numeric_dtype(table[key])
+        for variant in study.variants:
+            rows = (table["variant"] == variant).to_numpy()
+            x = table.loc[rows, key].to_numpy() if numeric else np.arange(rows.sum())
+            ax.errorbar(x, mean[rows], yerr=err[:, rows], color=palette[variant], marker="o", ms=4, capsize=3,
+                        label=variant)
+        values = pd.unique(table[key])
+        if numeric and (table[key] > 0).all() and table[key].max() / table[key].min() >= 10:
+            ax.set_xscale("log")
+        if numeric and len(values) <= 12:
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
+        if not numeric:
+            ax.set_xticks(np.arange(len(pd.unique(table[key]))), pd.unique(table[key]))
+        ax.set_xlabel(key)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    else:
+        y = np.arange(len(table))
+        ax.barh(y, mean.fillna(0), xerr=err, color=[palette[v] for v in table["variant"]], capsize=3)
+        tuned = [c for c in table.columns if c.startswith("tuned ")]
+        ax.set_yticks(y, [r["variant"] + "".join(f"\n{c[6:].rsplit('.', 1)[-1]} = {r[c]:g}" for c in tuned
+                                                 if isinstance(r[c], (int, float)) and not math.isnan(r[c]))
+                          for _, r in table.iterrows()], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("time to target (simulated s)")
+    ax.grid(True, alpha=0.3)
+    if study.keys:
+        ax.set_ylabel("time to target (simulated s)")
+        positive = mean[mean > 0]
+        if len(positive) and positive.max() / positive.min() >= 30:
+            ax.set_yscale("log")
+    n = len(study.seeds)
+    note = f"{rule}; mean of {n} seed{'s' * (n != 1)}" + (f", bars: {CI_METHOD}" if n > 1 else "")
+    if missing:
+        note += f"\nnot reached by any seed: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
+    ax.set_title(f"{study.name}: time to target\n{note}", fontsize=9)
+    return fig
