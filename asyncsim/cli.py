@@ -303,6 +303,7 @@ def _run(args) -> int:
 def _study_command(args) -> int:
     study = _study(args)
     if study is None:
+        _load(args)  # a file that is no scenario either gets the scenario's message, as from validate
         raise ScenarioError(f"{args.scenario} is not a study file (it has no compare section); use asyncsim run")
     return _run_study(args, study)
 
@@ -321,19 +322,30 @@ def _run_study(args, study) -> int:
         raise ScenarioError(f"--workers must be between 1 and 4096, got {args.workers}")
     out = _out(args, study.name)
     start = time.perf_counter()
-    with ExitStack() as stack:
-        stack.enter_context(output_lock(out))
-        executor, where = _executor(args, stack)
-        print(f"{study.name}: {_describe_study(study)}, {where}")
-        try:
-            result = run_study(study, out, executor, engine=args.engine, plots=not args.no_plots,
-                               run_plots=args.run_plots, force=args.force, bar=sys.stderr.isatty())
-        except (KeyboardInterrupt, Terminated) as stop:
-            done = sum(1 for p in (out / "runs", out / "tuning") if p.is_dir() for d in p.iterdir()
-                       if not d.name.startswith("."))
-            print(f"{'interrupted' if isinstance(stop, KeyboardInterrupt) else 'terminated (SIGTERM)'}; "
-                  f"{done} completed runs are kept in {out}/; run the study again to resume", file=sys.stderr)
-            return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
+    result = stop = None
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(output_lock(out))
+            executor, where = _executor(args, stack)
+            print(f"{study.name}: {_describe_study(study)}, {where}")
+            try:
+                result = run_study(study, out, executor, engine=args.engine, plots=not args.no_plots,
+                                   run_plots=args.run_plots, force=args.force, bar=sys.stderr.isatty())
+            finally:
+                _install(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C does not cut the clean-up short
+    except (KeyboardInterrupt, Terminated) as err:  # while running, or while the executor started
+        stop = err
+    finally:
+        _install(signal.SIGINT, previous)
+    if stop is not None:
+        from .study import Store
+
+        kept = Store(out).count()
+        print(f"{'interrupted' if isinstance(stop, KeyboardInterrupt) else 'terminated (SIGTERM)'}; "
+              + (f"{kept} completed runs are kept in {out}/; run the study again to resume" if kept else
+                 "no run was complete, nothing was kept"), file=sys.stderr)
+        return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
     print(format_table(result, study))
     print(f"results in {out}/ (runs/, runs.parquet, curves.parquet, table.csv, table.md"
           f"{', tuning.csv' if study.tune else ''}, summary.json{', plots/' if not args.no_plots else ''}); "
@@ -355,12 +367,16 @@ def _executor(args, stack):
                                 "python -m pip install 'asyncsim[dask]'") from None
         if args.dask == "local":
             workers = args.workers or os.cpu_count() or 1
-            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=None, silence_logs=logging.ERROR))
+            from .study.execute import ignoring_interrupts
+
+            with ignoring_interrupts():  # its processes inherit Ctrl-C ignored (this process stops them); a
+                cluster = stack.enter_context(LocalCluster(  # Ctrl-C while the cluster starts is not seen
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
             return client.get_executor(), f"on a Dask LocalCluster of {workers} worker processes"
         try:
-            client = stack.enter_context(Client(args.dask, timeout="10s"))
+            client = stack.enter_context(Client(args.dask, timeout="5s"))
         except (OSError, TimeoutError, ValueError) as err:
             raise ScenarioError(f"--dask {args.dask}: cannot connect to a Dask scheduler there ({_one_line(err)})"
                                 ) from None
@@ -397,6 +413,9 @@ def _plot(args) -> int:
     from .results import read_results
 
     d = Path(args.result)
+    if (d / "runs").is_dir() and not (d / "metrics.csv").exists():
+        raise ScenarioError(f"{d} is a study directory: asyncsim study draws its plots/ (run it again: completed "
+                            f"runs are reused); asyncsim plot {d / 'runs'}/<label> draws one run's")
     res = read_results(d)
     (d / "plots").mkdir(exist_ok=True)
     names = save_plots(res.metrics, res.trace.to_frame(), d / "plots", res.summary.scenario, res.summary.predicted)

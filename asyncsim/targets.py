@@ -22,6 +22,7 @@ class Target:
 
     def __post_init__(self):
         require(bool(self.metric), "metric", "must name a recorded metric (e.g. loss, test_accuracy)", self.metric)
+        require(math.isfinite(self.level), "level", "must be finite", self.level)
 
     @property
     def higher_is_better(self) -> bool:

@@ -597,7 +597,7 @@ def test_study_mistakes_are_found_when_the_study_loads(tmp_path, capsys):
     assert both(capsys, tmp_path, path) == ("compare: a variant name must be a string (it names the run's "
                                             "directory), got 1 (int)")
     cases = [
-        ({"compare": {"a": {}}, "sweep": {"seed": [1, 1]}}, "sweep.seed must list each value once, got [1, 1]"),
+        ({"compare": {"a": {}}, "sweep": {"problem.dim": [3, 3]}}, "sweep.problem.dim must list each value once, got [3, 3]"),
         ({"compare": {"a": {}}, "target": {"test_accuracy": 0.9}},
          "target: metric 'test_accuracy' is not recorded by compare.a; recorded: loss, grad_norm, suboptimality"),
         ({"compare": {"a/b": {}}}, "compare.a/b must be letters, digits, '_', '.' or '-' (it names the variant's "

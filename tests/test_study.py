@@ -55,7 +55,7 @@ def test_study_runs_every_variant_at_every_swept_value_and_times_the_common_targ
 
 @pytest.mark.parametrize("change, message", [
     ({"compare": {}}, "compare must map variant names"),
-    ({"sweep": {"problem.dim": []}}, "sweep must map dotted keys to non-empty lists of values, got problem.dim: []"),
+    ({"sweep": {"problem.dim": []}}, "sweep.problem.dim must be a non-empty list of values, got []"),
     ({"target": 1.5}, "target must be a number in (0, 1) or a mapping {metric: ..., level: ...}, got 1.5"),
     ({"compare": {"gd": {"algorithm": {"kind": "gd", "lr": -1}}}}, "compare.gd: algorithm.lr must be > 0, got -1"),
 ])

@@ -48,7 +48,7 @@ def test_a_grid_is_the_product_of_the_swept_keys_times_the_zipped_ones():
     study = study_from_dict({**BASE, "sweep": {"problem.dim": [4, 8],
                                                "zip": {"cluster.workers": [2, 5], "run.updates": [50, 20]}}})
     assert study.keys == ("problem.dim", "cluster.workers", "run.updates")
-    assert study.points == [(("problem.dim", 4), ("cluster.workers", 2), ("run.updates", 50)),
+    assert list(study.points) == [(("problem.dim", 4), ("cluster.workers", 2), ("run.updates", 50)),
                             (("problem.dim", 4), ("cluster.workers", 5), ("run.updates", 20)),
                             (("problem.dim", 8), ("cluster.workers", 2), ("run.updates", 50)),
                             (("problem.dim", 8), ("cluster.workers", 5), ("run.updates", 20))]
@@ -74,11 +74,52 @@ def test_a_grid_is_the_product_of_the_swept_keys_times_the_zipped_ones():
                                                        "level: ...}"),
     ({"run": {"updates": 300, "stop_at": {"metric": "test_accuracy", "level": 0.9}}},
      "compare.async (cluster.workers=2): run.stop_at.metric must be a metric the run records"),
+    ({"tune": {"algorithm.lr": [1, 1.0]}}, "tune.algorithm.lr must list each value once, got [1, 1.0]"),
+    ({"sweep": {"run.time": [60, 60.0]}}, "sweep.run.time must list each value once, got [60, 60.0]"),
+    ({"sweep": {"seed": [1, 2]}}, "sweep.seed: the study names its runs and gives their seeds; use seeds:"),
+    ({"tune": {"name": ["a"]}}, "tune.name: the study names its runs and gives their seeds"),
+    ({"compare": {"a": {"seed": 7}}}, "compare.a.seed: a variant cannot set its seed"),
+    ({"target": {"metric": "loss", "level": float("nan")}}, "target.level must be finite, got nan"),
+    ({"sweep": {"cluster..workers": [2]}}, "sweep: a swept key must be a dotted name such as problem.rank, got "
+                                           "'cluster..workers'"),
+    ({"tune": {"": [0.1]}}, "tune: a tuned key must be a dotted name such as problem.rank, got ''"),
+    ({"seeds": [2**63 - 1], "tune": {"algorithm.lr": [0.1]}}, "tune.seeds: the tuning seeds follow the evaluation "
+                                                             "seeds (9223372036854775808, ...) and pass 2**63 - 1"),
+    ({"sweep": {f"problem.k{i}": list(range(20)) for i in range(5)}}, "sweep makes 3200000 points; at most 10000"),
+    ({"seeds": 10000, "sweep": {"problem.dim": list(range(2, 8))}}, "the study makes 120000 runs"),
 ])
 def test_bad_grids_seeds_and_tuning_fail_with_one_line(change, message):
+    import time
+
+    start = time.perf_counter()
     with pytest.raises(Exception) as err:
         study_from_dict({**BASE, **change})
     assert message in str(err.value) and "\n" not in str(err.value)
+    assert time.perf_counter() - start < 1.0  # found before any run is built
+
+
+def test_a_sweep_over_mappings_and_lists_names_its_runs_by_their_values(tmp_path):
+    study = study_from_dict({**BASE, "seeds": 1, "sweep": {"cluster.compute": [
+        {"kind": "exponential", "mean": 1.0}, {"kind": "constant", "value": 1.0}]}})
+    assert study.evaluation_runs()[3].label == 'sync_compute=kind-constant-value-1.0_seed=0'
+    result = run_study(study, tmp_path / "s", log=quiet)
+    assert result.table["cluster.compute"].tolist()[::2] == ['{"kind": "exponential", "mean": 1.0}',
+                                                             '{"kind": "constant", "value": 1.0}']
+    assert (tmp_path / "s" / "plots" / "curves.png").is_file()
+
+
+def test_a_rerun_refuses_files_of_the_user_inside_the_study_directory(serial, tmp_path):
+    import shutil
+
+    out, _ = serial
+    for inside in ("runs/my_analysis/notes.txt", "plots/mine.png"):
+        copy = tmp_path / inside.split("/")[0]
+        shutil.copytree(out, copy)
+        (copy / inside).parent.mkdir(exist_ok=True)
+        (copy / inside).write_text("mine")
+        with pytest.raises(FileExistsError, match=f"holds files asyncsim did not write \\({inside.rsplit('/', 1)[0]}"):
+            run_study(study_from_dict(BASE), copy, log=quiet)
+        assert (copy / inside).read_text() == "mine"
 
 
 # -- run.time and run.stop_at -----------------------------------------------------------------------------------------
@@ -241,8 +282,10 @@ def test_a_worker_that_dies_is_retried_once_then_reported(tmp_path):
     assert failures == {} and len(list((tmp_path / "a" / "runs").iterdir())) == 2
     failures = execute(runs, Store(tmp_path / "b"), Dying(2), "auto", False, Progress(2, lines.append))
     assert failures == {r.label: "its worker process died twice" for r in runs}
-    with pytest.raises(StudyFailed, match=r"^2 of 2 runs failed \(async_seed=0: its worker process died twice; "):
+    with pytest.raises(StudyFailed, match=r"^2 of 2 evaluation runs failed \(async_seed=[01]: its worker process "
+                                          r"died twice; async_seed=[01]: its worker process died twice\); the "):
         run_study(study, tmp_path / "c", Dying(2), log=quiet)
+    assert not (tmp_path / "c").exists()  # nothing completed: nothing left behind
 
 
 # -- tuning -----------------------------------------------------------------------------------------------------------
@@ -342,3 +385,25 @@ def test_dask_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     assert err == ("error: --dask needs Dask distributed, which is not installed: python -m pip install "
                    "'asyncsim[dask]'\n")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sweep": {"seed": [1, 2]}}, "error: sweep.seed: the study names its runs and gives their seeds; use seeds: "
+                                  "(a number or a list) to replicate over seeds\n"),
+    ({"tune": {"algorithm.lr": [1, 1.0]}}, "error: tune.algorithm.lr must list each value once, got [1, 1.0]\n"),
+    ({"target": {"metric": "loss", "level": float("inf")}}, "error: target.level must be finite, got inf\n"),
+    ({"seeds": [3, 4]}, None),  # fine on its own; with --seed below it is a mistake
+])
+def test_validate_and_study_give_the_same_line_and_leave_nothing(tmp_path, capsys, change, message):
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **change}))
+    extra = ["--seed", "5"] if message is None else []
+    message = message or ("error: --seed sets the first of the study's seeds, but its file lists them (seeds: "
+                          "[3, 4]); use --seeds N with --seed, or edit the list\n")
+    assert main(["validate", str(path), *extra]) == 2
+    assert capsys.readouterr().err == message
+    assert main(["study", str(path), "--out", str(tmp_path / "o"), *extra]) == 2
+    assert capsys.readouterr().err == message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]

@@ -31,13 +31,14 @@ import pandas as pd
 
 from ..params import ScenarioError
 from ..targets import Target
-from .execute import LocalPool, Progress, Store, execute, run_files
+from .execute import KEY_FILE, LocalPool, Progress, Store, execute, run_files
 from .spec import Cell, Run, Study, Tune, is_study, load_study, merge, study_from_dict
 from .tables import cell_table, curve_table, markdown, mean_ci, run_table, tuning_table
 
 FORMAT = 2
 """The layout of a study directory (``summary.json`` ``format``); a directory of another layout is replaced."""
 OUTPUTS = ("runs.parquet", "curves.parquet", "table.csv", "table.md", "tuning.csv", "plots")
+PLOTS = ("curves.png", "accuracy.png", "time_to_target.png", "images.png")
 
 
 class StudyFailed(RuntimeError):
@@ -75,19 +76,25 @@ def run_study(study: Study, out_dir=None, executor: Executor | None = None, *, e
         else:
             out = Path(out_dir)
             stack.enter_context(output_lock(out))
+        new = not out.exists()
         _prepare(out, study)
         store = Store(out, plots and run_plots)
         progress = stack.enter_context(closing(Progress(len(study), log, bar)))
-        tuning_runs = study.tuning_runs()
-        failed = execute(tuning_runs, store, executor, engine, force, progress)
-        if failed:
-            raise _failure(failed, out, len(study))
-        chosen, tuning = (tuning_table(study, tuning_runs, [store.read(r) for r in tuning_runs]) if tuning_runs
-                          else ({}, pd.DataFrame()))
-        runs = study.evaluation_runs(chosen)
-        failed = execute(runs, store, executor, engine, force, progress)
-        if failed:
-            raise _failure(failed, out, len(study))
+        try:
+            tuning_runs = study.tuning_runs()
+            failed = execute(tuning_runs, store, executor, engine, force, progress)
+            if failed:
+                raise _failure(failed, out, "tuning runs", len(tuning_runs))
+            chosen, tuning = (tuning_table(study, tuning_runs, [store.read(r) for r in tuning_runs])
+                              if tuning_runs else ({}, pd.DataFrame()))
+            runs = study.evaluation_runs(chosen)
+            failed = execute(runs, store, executor, engine, force, progress)
+            if failed:
+                raise _failure(failed, out, "evaluation runs", len(runs))
+        except BaseException:
+            if new and not store.count():  # nothing to resume from: leave nothing behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         progress.close()
         results = [store.read(r) for r in runs]
         frame = run_table(study, runs, results)
@@ -104,6 +111,15 @@ def _prepare(out: Path, study: Study) -> None:
     from ..results import check_replaceable
 
     check_replaceable(out)
+    for part, allowed in (("runs", None), ("tuning", None), ("plots", PLOTS)):
+        folder = out / part
+        if folder.is_dir() and not folder.is_symlink():
+            for entry in folder.iterdir():
+                ours = entry.name.startswith(".") or (entry.name in allowed if allowed else
+                                                      entry.is_dir() and (entry / KEY_FILE).is_file())
+                if not ours:
+                    raise FileExistsError(f"--out {out} holds files asyncsim did not write ({part}/{entry.name}); "
+                                          f"choose another")
     summary = out / "summary.json"
     try:
         ours = json.loads(summary.read_text()).get("format") == FORMAT
@@ -197,10 +213,10 @@ def format_table(result: StudyResult, study: Study) -> str:
     return markdown(study, result.table)
 
 
-def _failure(failed: dict[str, str], out: Path, total: int) -> StudyFailed:
+def _failure(failed: dict[str, str], out: Path, what: str, total: int) -> StudyFailed:
     first = "; ".join(f"{label}: {why}" for label, why in list(failed.items())[:3])
     more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
-    return StudyFailed(f"{len(failed)} of {total} runs failed ({first}{more}); the completed runs are kept in "
+    return StudyFailed(f"{len(failed)} of {total} {what} failed ({first}{more}); the completed runs are kept in "
                        f"{out}/ and a rerun retries the others")
 
 
@@ -227,5 +243,5 @@ def _replace_text(path: Path, text: str) -> None:
     _replace_bytes(path, text.encode())
 
 
-__all__ = ["Cell", "LocalPool", "Run", "Study", "StudyFailed", "StudyResult", "Tune", "format_table", "is_study",
+__all__ = ["Cell", "LocalPool", "Run", "Store", "Study", "StudyFailed", "StudyResult", "Tune", "format_table", "is_study",
            "load_study", "mean_ci", "merge", "run_files", "run_study", "study_from_dict"]

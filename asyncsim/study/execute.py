@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..results import FILES, ResultDir, read_results
@@ -108,14 +109,20 @@ class Store:
     def read(self, run: Run) -> ResultDir:
         return read_results(self.path(run))
 
+    def count(self) -> int:
+        """The run directories here (tuning runs included)."""
+        return sum(1 for part in ("runs", "tuning") if (self.root / part).is_dir()
+                   for d in (self.root / part).iterdir() if d.is_dir() and (d / KEY_FILE).is_file())
+
     def prune(self, runs: list[Run]) -> None:
-        """Remove run directories that are not among ``runs`` (left by an earlier version of the study file)."""
+        """Remove the run directories that are not among ``runs`` (left by an earlier version of the study file):
+        only directories asyncsim wrote (with a ``run.key``)."""
         keep = {self.path(r) for r in runs}
         for part in ("runs", "tuning"):
             folder = self.root / part
             if folder.is_dir():
                 for d in folder.iterdir():
-                    if d not in keep and d.is_dir() and not d.is_symlink():
+                    if d not in keep and d.is_dir() and not d.is_symlink() and (d / KEY_FILE).is_file():
                         shutil.rmtree(d)
                 if not any(folder.iterdir()):
                     folder.rmdir()
@@ -134,6 +141,10 @@ class LocalPool(cf.Executor):
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if "forkserver" in methods:  # workers fork from a server that has imported the package once
             ctx.set_forkserver_preload(["asyncsim.study.execute", "asyncsim.runner"])
+            from multiprocessing import forkserver
+
+            with ignoring_interrupts():  # the server, and every worker it forks, starts with Ctrl-C ignored
+                forkserver.ensure_running()
         return cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_ignore_interrupts)
 
     def submit(self, fn, /, *args, **kwargs):
@@ -160,6 +171,21 @@ class LocalPool(cf.Executor):
 
 def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def ignoring_interrupts():
+    """Ignore Ctrl-C (SIGINT) for a moment while a process starts, so that it inherits the signal ignored and only
+    this process handles Ctrl-C (then stops it).  A no-op outside the main thread."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def worker_died(err: BaseException) -> bool:

@@ -66,8 +66,8 @@ def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
     logx = metric.endswith("accuracy")
     log = not logx and bool((mine["value"] > 0).mean() > 0.5)
     floor = 1e-16 * float(mine["value"].abs().max()) if log else 0.0  # zero to rounding: drawn at this floor
-    bands, handles = {}, {}
-    for point in points:
+    bands, handles = {}, {}  # (index of the point, variant) -> band
+    for i, point in enumerate(points):
         here = mine
         for key, value in point:
             here = here[here[key] == _plain_value(value)]
@@ -75,14 +75,14 @@ def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
             runs = [(g["time"].to_numpy(), np.clip(g["value"].to_numpy(), -SHOWN, SHOWN))
                     for _, g in here[here["variant"] == variant].groupby("seed", sort=False)]
             if runs:
-                bands[point, variant] = band(runs, log, logx, floor)
+                bands[i, variant] = band(runs, log, logx, floor)
     n = len(study.seeds)
-    for ax, panel in zip(axes.ravel(), panels):
-        shown = [(points[0], panel)] if per_variant else [(panel, v) for v in variants]
+    for j, (ax, panel) in enumerate(zip(axes.ravel(), panels)):
+        shown = [(0, panel)] if per_variant else [(j, v) for v in variants]
         if per_variant:
             for v in variants:
-                if v != panel and (points[0], v) in bands:
-                    ax.plot(*bands[points[0], v][:2], color="0.75", lw=0.7)
+                if v != panel and (0, v) in bands:
+                    ax.plot(*bands[0, v][:2], color="0.75", lw=0.7)
         for key in shown:
             if key not in bands:
                 continue

@@ -37,18 +37,23 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..files import load_yaml
-from ..params import MAX_INT, ScenarioError, relative_to
+from ..params import MAX_INT, ParamError, ScenarioError, relative_to
 from ..scenario import Scenario, apply_override, check_name, from_dict, recorded_metrics
 from ..targets import Target
 
 STUDY_KEYS = ("compare", "sweep", "target", "reference", "seeds", "tune")
 TUNE_BY = ("time_to_target", "final_loss")
+RESERVED = ("name", "seed")
+"""Keys a variant, a sweep or a tuning grid may not set: the study names its runs and gives their seeds."""
+MAX_RUNS = 100_000
+"""The most runs (tuning and evaluation) a study may make."""
 
 Point = tuple[tuple[str, Any], ...]
 """A swept point: (dotted key, value) pairs in the order of the study's keys."""
@@ -105,16 +110,13 @@ class Study:
 
     name: str
     keys: tuple[str, ...]
+    points: tuple[Point, ...]
     cells: tuple[Cell, ...]
     seeds: tuple[int, ...]
     tune: Tune | None
     target: float | Target
     reference: dict
     scenarios: dict
-
-    @property
-    def points(self) -> list[Point]:
-        return list(dict.fromkeys(c.point for c in self.cells))
 
     @property
     def variants(self) -> list[str]:
@@ -166,12 +168,26 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None, seeds: in
     each run; ``seeds`` replaces the file's number of evaluation seeds."""
     base = {k: v for k, v in data.items() if k not in STUDY_KEYS}
     if seed is not None:
+        if not 0 <= seed <= MAX_INT:
+            raise ScenarioError(f"--seed must be in [0, 2**63), got {seed}")
+        if isinstance(data.get("seeds"), list) and seeds is None:
+            raise ScenarioError(f"--seed sets the first of the study's seeds, but its file lists them "
+                                f"(seeds: {data['seeds']}); use --seeds N with --seed, or edit the list")
         base["seed"] = seed
+    for assignment in overrides:
+        key, sep, _ = assignment.partition("=")
+        if not sep or not key:
+            raise ScenarioError(f"--set needs dotted.key=value, got {assignment!r}")
     variants = _variants(data.get("compare"))
     keys, points = _grid(data.get("sweep"))
     eval_seeds = _seeds(data.get("seeds", 1) if seeds is None else seeds, base.get("seed", 0), "seeds")
     top = data.get("tune")
     tune, default = _tune(top, eval_seeds)
+    grids = [len(((default if own is None else own) or (None, ()))[1]) for _, own in variants.values()]
+    count = len(points) * sum(len(eval_seeds) + g * len(tune.seeds if tune else ()) for g in grids)
+    if count > MAX_RUNS:
+        raise ScenarioError(f"the study makes {count} runs ({len(points)} points, {len(variants)} variants, "
+                            f"{len(eval_seeds)} seeds and the tuning runs); at most {MAX_RUNS}")
     fixed = {key: [v for p in points for k, v in p if k == key] for key in keys}
     for own in [default, *(own for _, own in variants.values())]:
         if own:
@@ -221,7 +237,8 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None, seeds: in
                     raise ScenarioError(f"{where}{at}: {err}") from None
                 for s in (*eval_seeds, *(tune.seeds if i is not None else ())):
                     scenarios[cell, i, s] = scenario if s == scenario.seed else _reseed(scenario, s, where)
-    study = Study(name=str(base.get("name", "study")), keys=keys, cells=tuple(cells), seeds=eval_seeds,
+    study = Study(name=str(base.get("name", "study")), keys=keys, points=tuple(points), cells=tuple(cells),
+                  seeds=eval_seeds,
                   tune=tune if any(c.grid for c in cells) else None, target=target, reference=reference,
                   scenarios=scenarios)
     _check_labels(study)
@@ -256,6 +273,10 @@ def _variants(compare) -> dict[str, tuple[dict, tuple | None]]:
                                 f"{variant!r} ({type(variant).__name__})")
         check_name(variant, "the variant's runs", f"compare.{variant}")
         change = dict(change)
+        for key in RESERVED:
+            if key in change:
+                raise ScenarioError(f"compare.{variant}.{key}: a variant cannot set its {key} (the study names its "
+                                    f"runs and gives their seeds: use seeds: at the top level)")
         own = None
         if "tune" in change:
             given = change.pop("tune")
@@ -275,14 +296,10 @@ def _grid(sweep) -> tuple[tuple[str, ...], list[Point]]:
         raise ScenarioError(f"sweep.zip must map dotted keys to lists of one length, got {zipped!r}")
     for where, group in (("sweep", sweep), ("sweep.zip", zipped)):
         for key, values in group.items():
-            if not isinstance(key, str) or not key or key.startswith(".") or key.endswith("."):
-                raise ScenarioError(f"{where}: a swept key must be a dotted name such as problem.rank, got {key!r}")
+            _check_key(key, where, "swept")
             if not isinstance(values, list) or not values:
-                raise ScenarioError(f"sweep must map dotted keys to non-empty lists of values, got {key}: "
-                                    f"{values!r}")
-            shown = [json.dumps(v, sort_keys=True) for v in values]  # plain values only (they name the runs)
-            if len(set(shown)) != len(shown):
-                raise ScenarioError(f"{where}.{key} must list each value once, got {values!r}")
+                raise ScenarioError(f"{where}.{key} must be a non-empty list of values, got {values!r}")
+            _check_distinct(values, f"{where}.{key}")
     lengths = {len(v) for v in zipped.values()}
     if len(lengths) > 1:
         raise ScenarioError(f"sweep.zip lists must have one length (their values move together), got "
@@ -291,10 +308,11 @@ def _grid(sweep) -> tuple[tuple[str, ...], list[Point]]:
     if both:
         raise ScenarioError(f"sweep.zip: {sorted(both)[0]} is also swept on its own; list it once")
     keys = tuple(sweep) + tuple(zipped)
+    count = math.prod(len(v) for v in sweep.values()) * (len(next(iter(zipped.values()))) if zipped else 1)
+    if count > 10_000:
+        raise ScenarioError(f"sweep makes {count} points; at most 10000")
     together = list(zip(*zipped.values())) if zipped else [()]
     points = [tuple(zip(keys, combo + moved)) for combo in itertools.product(*sweep.values()) for moved in together]
-    if len(points) > 10_000:
-        raise ScenarioError(f"sweep makes {len(points)} points; at most 10000")
     return keys, points
 
 
@@ -327,6 +345,9 @@ def _tune(top, eval_seeds) -> tuple[Tune | None, tuple | None]:
         raise ScenarioError(f"tune.by must be one of {', '.join(TUNE_BY)}, got {by!r}")
     after = max(eval_seeds) + 1
     seeds = _seeds(count, after, "tune.seeds")
+    if max(seeds) > MAX_INT:
+        raise ScenarioError(f"tune.seeds: the tuning seeds follow the evaluation seeds ({after}, ...) and pass "
+                            f"2**63 - 1; list them (tune: {{seeds: [...]}})")
     shared = sorted(set(seeds) & set(eval_seeds))
     if shared:
         raise ScenarioError(f"tune.seeds must be disjoint from the evaluation seeds (a value chosen on the noise "
@@ -339,11 +360,36 @@ def _one_grid(mapping, where: str) -> dict:
         raise ScenarioError(f"{where} must give one key and its grid of values, e.g. algorithm.lr: [0.3, 0.1], "
                             f"got {mapping!r}")
     (key, values), = mapping.items()
-    if not isinstance(key, str) or not isinstance(values, list) or not values:
+    _check_key(key, where, "tuned")
+    if not isinstance(values, list) or not values:
         raise ScenarioError(f"{where} must give one dotted key and a non-empty list of values, got {mapping!r}")
-    if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-        raise ScenarioError(f"{where}.{key} must list each value once, got {values!r}")
+    _check_distinct(values, f"{where}.{key}")
     return {key: values}
+
+
+def _check_key(key, where: str, what: str) -> None:
+    """A swept or tuned key: a dotted name of non-empty parts, not one the study sets itself."""
+    if not isinstance(key, str) or not all(key.split(".")):
+        raise ScenarioError(f"{where}: a {what} key must be a dotted name such as problem.rank, got {key!r}")
+    if key.split(".")[0] in RESERVED:
+        raise ScenarioError(f"{where}.{key}: the study names its runs and gives their seeds; use seeds: (a number "
+                            f"or a list) to replicate over seeds")
+
+
+def _check_distinct(values: list, where: str) -> None:
+    """Each value once, where 1 and 1.0 are the same value."""
+    def canonical(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float, list, dict)):
+            return v
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, list):
+            return [canonical(u) for u in v]
+        return {str(k): canonical(u) for k, u in v.items()}
+
+    shown = [json.dumps(canonical(v), sort_keys=True, default=str) for v in values]
+    if len(set(shown)) != len(shown):
+        raise ScenarioError(f"{where} must list each value once, got {values!r}")
 
 
 def _target(target) -> float | Target:
@@ -355,7 +401,10 @@ def _target(target) -> float | Target:
         else:
             metric = level = None
         if isinstance(metric, str) and not isinstance(level, bool) and isinstance(level, (int, float)):
-            return Target(metric, float(level))
+            try:
+                return Target(metric, float(level))
+            except (ParamError, OverflowError) as err:
+                raise ScenarioError(f"target.{err}") from None
     elif not isinstance(target, bool) and isinstance(target, (int, float)) and 0 < target < 1:
         return float(target)
     raise ScenarioError(f"target must be a number in (0, 1) or a mapping {{metric: ..., level: ...}}, got "
@@ -380,10 +429,13 @@ def _short(key: str) -> str:
 
 
 def _label(variant: str, point: Point) -> str:
-    """A directory name: the variant, then key=value for each swept value (last part of the key)."""
-    parts = [variant] + [f"{_short(k)}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
-                         for k, v in point]
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "_".join(parts))
+    """A directory name: the variant, then key=value for each swept value (the last part of the key; a value's
+    characters other than letters, digits, '.', '+' and '-' become single '-')."""
+    def shown(v):
+        text = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
+
+    return "_".join([variant] + [f"{_short(k)}={shown(v)}" for k, v in point])
 
 
 def _check_labels(study: Study) -> None:

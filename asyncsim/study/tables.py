@@ -151,9 +151,10 @@ def tuning_table(study: Study, runs: list[Run], results: list[ResultDir]) -> tup
             key = ((missed, 0.0 if math.isnan(mean_t) else mean_t, mean_loss) if study.tune.by == "time_to_target"
                    else (mean_loss,))
             ranked.append((key, i))
+            timed = {"time_to_target_mean": mean_t, "missed": missed} if study.tune.by == "time_to_target" else {}
             rows.append({"variant": cell.variant, **{k: _plain_value(v) for k, v in cell.point},
-                         "key": cell.key, "value": _plain_value(value), "seeds": len(got),
-                         "time_to_target_mean": mean_t, "missed": missed, "final_loss_mean": mean_loss})
+                         "key": cell.key, "value": _plain_value(value), "seeds": len(got), **timed,
+                         "final_loss_mean": mean_loss})
         best = min(ranked)[1]
         chosen[cell] = best
         for i, row in enumerate(rows[-len(cell.grid):]):
