@@ -359,20 +359,15 @@ def _executor(args, stack):
 
     if args.dask is not None:
         try:
-            import logging
-
-            from distributed import Client, LocalCluster
+            from distributed import Client
         except ImportError:
             raise ScenarioError("--dask needs Dask distributed, which is not installed: "
                                 "python -m pip install 'asyncsim[dask]'") from None
         if args.dask == "local":
             workers = args.workers or os.cpu_count() or 1
-            from .study.execute import ignoring_interrupts
+            from .study.execute import local_dask_cluster
 
-            with ignoring_interrupts():  # its processes inherit Ctrl-C ignored (this process stops them); a
-                cluster = stack.enter_context(LocalCluster(  # Ctrl-C while the cluster starts is not seen
-                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                    silence_logs=logging.ERROR))
+            cluster = stack.enter_context(local_dask_cluster(workers))  # a Ctrl-C while it starts is not seen
             client = stack.enter_context(Client(cluster))
             return client.get_executor(), f"on a Dask LocalCluster of {workers} worker processes"
         try:
@@ -542,9 +537,10 @@ def format_summary(s) -> str:
         f"  staleness        mean {st.mean:.3f}   p50 {st.p50:g}   p99 {st.p99:g}   max {st.max}",
         "  unused work      " + "   ".join(f"{k} {v}" for k, v in s.unused.items()),
         f"  engine           {'real processes (' + s.real.settings['start_method'] + ')' if real else s.engine or 'simpy'}",
-    ] + (_real_lines(s.real) if real else []) + ([f"  stopped          at update {s.stopped_at} (the algorithm finished: e.g. a declared local minimum)"]
-         if s.stopped_at is not None else []) + ([f"  reached          run.stop_at at update {s.reached_at}"]
-         if s.reached_at is not None else []) + [
+    ] + (_real_lines(s.real) if real else []) + (
+        [f"  stopped          at update {s.stopped_at} (the algorithm finished: e.g. a declared local minimum)"]
+        if s.stopped_at is not None else []) + (
+        [f"  reached          run.stop_at at update {s.reached_at}"] if s.reached_at is not None else []) + [
         f"  wall time        {s.wall_time_s:.2f} s",
     ]
     if real and s.real.partial:

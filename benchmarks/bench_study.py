@@ -5,7 +5,7 @@ cores), the per-run overhead of Dask against the pool (target <= 50 ms), and che
 and trace.parquet are byte-identical across the three.  Executors are started and warmed (one run each) before
 timing, so the figures compare running, not starting; their start-up times are printed separately.
 
-    python benchmarks/bench_study.py            # about a minute on two cores
+    python benchmarks/bench_study.py            # about a minute and a half on two cores
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 from asyncsim.study import LocalPool, run_study, study_from_dict
-from asyncsim.study.execute import run_files
+from asyncsim.study.execute import local_dask_cluster, run_files
 
 STUDY = {
     "name": "bench_study", "seed": 0,
     "problem": {"kind": "mlp", "data": "digits", "hidden": [64], "activation": "relu"},
     "cluster": {"workers": 4, "compute": {"kind": "exponential", "mean": 1.0}, "flops_per_second": 1.0e8,
                 "uplink": {"kind": "constant", "value": 0.01}, "downlink": {"kind": "constant", "value": 0.01}},
-    "run": {"time": 10.0, "updates": 5000, "record_every": 10},
+    "run": {"time": 30.0, "updates": 5000, "record_every": 10},
     "target": {"metric": "test_accuracy", "level": 0.9},
     "seeds": 8,
     "compare": {"easgd": {"protocol": {"kind": "periodic", "local_steps": 4}, "algorithm": {"kind": "easgd", "lr": 0.1}},
@@ -43,13 +43,13 @@ def timed(study, out, executor) -> float:
 
 
 def warm(executor, scenario) -> None:
-    """One run on every worker, so that imports and data loading are not timed."""
-    for future in [executor.submit(run_files, scenario) for _ in range(2)]:
+    """Runs on every worker, so that imports and data loading are not timed."""
+    for future in [executor.submit(run_files, scenario) for _ in range(4)]:
         future.result()
 
 
 def main() -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     study = study_from_dict(STUDY)
     n = len(study)
@@ -69,16 +69,16 @@ def main() -> None:
             pool.shutdown()
 
         start = time.perf_counter()
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
+        with local_dask_cluster(2) as cluster, Client(cluster) as client:
             executor = client.get_executor()
+            client.run(run_files, first)  # once on every worker
             warm(executor, first)
             dask_start = time.perf_counter() - start
             dasked = timed(study, root / "dask", executor)
 
         same = files(root / "serial") == files(root / "pool") == files(root / "dask")
         count = len(files(root / "serial"))
-    print(f"{n} runs: a 64-64-10 network on digits, EASGD and DOWNPOUR, 10 simulated seconds each")
+    print(f"{n} runs: a 64-64-10 network on digits, EASGD and DOWNPOUR, 30 simulated seconds each")
     print("| executor | start-up (s) | study (s) | speedup over serial |")
     print("| --- | --- | --- | --- |")
     print(f"| serial, this process | - | {serial:.2f} | 1.00x |")

@@ -213,7 +213,9 @@ def test_the_tables_are_the_runs_summarized_over_seeds(serial):
 
 def test_a_process_pool_and_a_dask_cluster_write_the_same_bytes(serial, tmp_path):
     pytest.importorskip("distributed")
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from asyncsim.study.execute import local_dask_cluster
 
     out, _ = serial
     study = study_from_dict(BASE)
@@ -222,8 +224,7 @@ def test_a_process_pool_and_a_dask_cluster_write_the_same_bytes(serial, tmp_path
         run_study(study, tmp_path / "pool", pool, log=quiet)
     finally:
         pool.shutdown()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with local_dask_cluster(2) as cluster, Client(cluster) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         run_study(study, tmp_path / "dask", client.get_executor(), log=quiet)
     reference = per_run_files(out)
@@ -333,7 +334,8 @@ def test_a_variant_tunes_its_own_key_or_nothing(tmp_path):
     result = run_study(study, tmp_path / "s", plots=False, log=quiet)
     assert result.table.columns[:5].tolist() == ["variant", "seeds", "tuned algorithm.lr", "tuned protocol.bound",
                                                  "time_to_target_mean"]
-    assert math.isnan(result.table["tuned algorithm.lr"].iloc[1]) and result.table["tuned protocol.bound"].iloc[2] in (0, 2)
+    assert math.isnan(result.table["tuned algorithm.lr"].iloc[1])
+    assert result.table["tuned protocol.bound"].iloc[2] in (0, 2)
 
 
 # -- confidence intervals ----------------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def run_study(study: Study, out_dir=None, executor: Executor | None = None, *, e
     ``Client(...).get_executor()``), or None to run in this process; every executor gives the same bytes.
     ``out_dir`` None works in a temporary directory that is removed afterwards.  ``plots``: the study's figures;
     ``run_plots``: also each evaluation run's own (``asyncsim plot`` draws them later just as well).  ``force``
-    recomputes runs whose results are already there.  ``bar``: a tqdm progress bar (else one line per run through ``log``).
+    recomputes runs whose results are already there.  ``bar``: a tqdm progress bar (else one line per run through
+    ``log``).
     """
     from ..results import output_lock
 
@@ -243,5 +244,5 @@ def _replace_text(path: Path, text: str) -> None:
     _replace_bytes(path, text.encode())
 
 
-__all__ = ["Cell", "LocalPool", "Run", "Store", "Study", "StudyFailed", "StudyResult", "Tune", "format_table", "is_study",
-           "load_study", "mean_ci", "merge", "run_files", "run_study", "study_from_dict"]
+__all__ = ["Cell", "LocalPool", "Run", "Store", "Study", "StudyFailed", "StudyResult", "Tune", "format_table",
+           "is_study", "load_study", "mean_ci", "merge", "run_files", "run_study", "study_from_dict"]

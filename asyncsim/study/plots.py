@@ -102,7 +102,8 @@ def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
         ax.set_xlabel("simulated time (s)", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel(label, fontsize=8)
-    what = f"{'geometric ' if log else ''}mean of {n} seed{'s' * (n != 1)}" + (f", band: {CI_METHOD}" if n > 1 else "")
+    what = (f"{'geometric ' if log else ''}mean of {n} seeds, band: {CI_METHOD}" if n > 1 else
+            f"one seed ({study.seeds[0]})")
     if per_variant:
         fig.suptitle(f"{study.name}: {label}\n{what}; the other variants in grey", fontsize=10)
     else:

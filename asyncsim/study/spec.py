@@ -174,34 +174,16 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None, seeds: in
             raise ScenarioError(f"--seed sets the first of the study's seeds, but its file lists them "
                                 f"(seeds: {data['seeds']}); use --seeds N with --seed, or edit the list")
         base["seed"] = seed
-    for assignment in overrides:
-        key, sep, _ = assignment.partition("=")
-        if not sep or not key:
-            raise ScenarioError(f"--set needs dotted.key=value, got {assignment!r}")
     variants = _variants(data.get("compare"))
     keys, points = _grid(data.get("sweep"))
     eval_seeds = _seeds(data.get("seeds", 1) if seeds is None else seeds, base.get("seed", 0), "seeds")
-    top = data.get("tune")
-    tune, default = _tune(top, eval_seeds)
+    tune, default = _tune(data.get("tune"), eval_seeds)
     grids = [len(((default if own is None else own) or (None, ()))[1]) for _, own in variants.values()]
     count = len(points) * sum(len(eval_seeds) + g * len(tune.seeds if tune else ()) for g in grids)
     if count > MAX_RUNS:
         raise ScenarioError(f"the study makes {count} runs ({len(points)} points, {len(variants)} variants, "
                             f"{len(eval_seeds)} seeds and the tuning runs); at most {MAX_RUNS}")
-    fixed = {key: [v for p in points for k, v in p if k == key] for key in keys}
-    for own in [default, *(own for _, own in variants.values())]:
-        if own:
-            fixed.setdefault(own[0], []).extend(own[1])
-    for assignment in overrides:
-        given = assignment.partition("=")[0]
-        for key, values in fixed.items():
-            if given == key or key.startswith(given + ".") or given.startswith(key + "."):
-                values = list(dict.fromkeys(json.dumps(v) for v in values))
-                shown = ", ".join(values[:6]) + (", ..." if len(values) > 6 else "")
-                what, done, edit = ("sweeps", "swept", "the sweep") if key in keys else \
-                    ("tunes", "tuned", "the tune grid")
-                raise ScenarioError(f"--set {given}: the study {what} {key} ({shown}), so the --set would replace "
-                                    f"the {done} values while the results still name them; edit {edit} instead")
+    _check_sets(overrides, keys, points, [default, *(own for _, own in variants.values())])
     target = _target(data.get("target", 0.01))
     if tune and tune.by == "time_to_target" and not isinstance(target, Target):
         raise ScenarioError("tune.by time_to_target needs a target {metric: ..., level: ...} (a gap fraction "
@@ -227,20 +209,10 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None, seeds: in
             raw["name"] = f"{base.get('name', 'study')}-{variant}"
             for key, value in point:
                 apply_override(raw, f"{key}={json.dumps(value)}")
-            where = f"compare.{variant}" + "".join(f" ({k}={v})" for k, v in point)
-            for i in range(len(cell.grid)) if cell.grid else (None,):
-                this = raw if i is None else _with(raw, tuned, cell.grid[i])
-                try:
-                    scenario = from_dict(this, overrides)
-                except ScenarioError as err:
-                    at = "" if i is None else f" ({tuned}={cell.grid[i]})"
-                    raise ScenarioError(f"{where}{at}: {err}") from None
-                for s in (*eval_seeds, *(tune.seeds if i is not None else ())):
-                    scenarios[cell, i, s] = scenario if s == scenario.seed else _reseed(scenario, s, where)
+            scenarios.update(_cell_scenarios(cell, raw, overrides, eval_seeds, tune))
     study = Study(name=str(base.get("name", "study")), keys=keys, points=tuple(points), cells=tuple(cells),
-                  seeds=eval_seeds,
-                  tune=tune if any(c.grid for c in cells) else None, target=target, reference=reference,
-                  scenarios=scenarios)
+                  seeds=eval_seeds, tune=tune if any(c.grid for c in cells) else None, target=target,
+                  reference=reference, scenarios=scenarios)
     _check_labels(study)
     if isinstance(target, Target):
         for cell in cells:
@@ -249,6 +221,42 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None, seeds: in
                 raise ScenarioError(f"target: metric {target.metric!r} is not recorded by compare.{cell.variant}; "
                                     f"recorded: {', '.join(recorded)}")
     return study
+
+
+def _check_sets(overrides, keys: tuple[str, ...], points: list[Point], grids: list) -> None:
+    """``--set`` assignments are ``key=value`` and do not replace a swept or tuned value (the results name them)."""
+    fixed = {key: [v for p in points for k, v in p if k == key] for key in keys}
+    for own in grids:
+        if own:
+            fixed.setdefault(own[0], []).extend(own[1])
+    for assignment in overrides:
+        given, sep, _ = assignment.partition("=")
+        if not sep or not given:
+            raise ScenarioError(f"--set needs dotted.key=value, got {assignment!r}")
+        for key, values in fixed.items():
+            if given == key or key.startswith(given + ".") or given.startswith(key + "."):
+                values = list(dict.fromkeys(json.dumps(v) for v in values))
+                shown = ", ".join(values[:6]) + (", ..." if len(values) > 6 else "")
+                what, done, edit = ("sweeps", "swept", "the sweep") if key in keys else \
+                    ("tunes", "tuned", "the tune grid")
+                raise ScenarioError(f"--set {given}: the study {what} {key} ({shown}), so the --set would replace "
+                                    f"the {done} values while the results still name them; edit {edit} instead")
+
+
+def _cell_scenarios(cell: Cell, raw: dict, overrides, eval_seeds, tune: Tune | None) -> dict:
+    """Every validated scenario of a cell: {(cell, grid index or None, seed): Scenario}, a mistake prefixed with
+    the variant, the point and the tuned value."""
+    where = f"compare.{cell.variant}" + "".join(f" ({k}={v})" for k, v in cell.point)
+    out = {}
+    for i in range(len(cell.grid)) if cell.grid else (None,):
+        try:
+            scenario = from_dict(raw if i is None else _with(raw, cell.key, cell.grid[i]), overrides)
+        except ScenarioError as err:
+            at = "" if i is None else f" ({cell.key}={cell.grid[i]})"
+            raise ScenarioError(f"{where}{at}: {err}") from None
+        for s in (*eval_seeds, *(tune.seeds if i is not None else ())):
+            out[cell, i, s] = scenario if s == scenario.seed else _reseed(scenario, s, where)
+    return out
 
 
 def load_study(path, overrides=(), seed: int | None = None, seeds: int | None = None) -> Study:
