@@ -112,20 +112,27 @@ def atomic_directory(out_dir):
     or an empty directory) in one rename, on any error (Ctrl-C and SIGTERM included) it is removed."""
     out = Path(out_dir)
     check_replaceable(out)
-    with output_lock(out):
-        tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}"
-        try:
-            tmp.mkdir()  # permissions from the umask (a mkdtemp directory would be private to the user)
-        except OSError as err:
-            raise ScenarioError(f"--out {out}: cannot write in {str(out.parent)!r} ({err.strerror or err})") from None
-        try:
-            yield tmp
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    with output_lock(out), renamed_into(out) as tmp:
+        yield tmp
+
+
+@contextmanager
+def renamed_into(out: Path):
+    """Yield a temporary sibling ``.<name>.<random>`` of ``out`` to fill; on success it replaces ``out`` in one
+    rename, on any error (Ctrl-C and SIGTERM included) it is removed."""
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}"
+    try:
+        tmp.mkdir()  # permissions from the umask (a mkdtemp directory would be private to the user)
+    except OSError as err:
+        raise ScenarioError(f"--out {out}: cannot write in {str(out.parent)!r} ({err.strerror or err})") from None
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_results(result, out_dir, plots: bool = True) -> Path:

@@ -18,8 +18,6 @@ import concurrent.futures as cf
 import hashlib
 import json
 import multiprocessing
-import os
-import secrets
 import shutil
 import signal
 import sys
@@ -30,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..results import FILES, ResultDir, read_results
+from ..results import FILES, ResultDir, read_results, renamed_into
 from ..version import __version__
 from .spec import Run
 
@@ -90,9 +88,7 @@ class Store:
         """Write the run's files into a temporary sibling, then rename it into place in one step."""
         d = self.path(run)
         d.parent.mkdir(parents=True, exist_ok=True)
-        tmp = d.parent / f".{d.name}.{secrets.token_hex(4)}"
-        try:
-            tmp.mkdir()
+        with renamed_into(d) as tmp:
             for name, data in files.items():
                 target = tmp / name
                 if target.resolve().parent != tmp.resolve() / Path(name).parent:  # no '..' from a worker
@@ -100,12 +96,6 @@ class Store:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
             (tmp / KEY_FILE).write_text(key)
-            if d.exists():
-                shutil.rmtree(d)
-            os.replace(tmp, d)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def read(self, run: Run) -> ResultDir:
         return read_results(self.path(run))
