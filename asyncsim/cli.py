@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "local processes or Dask, resumably")
     p_study.add_argument("scenario", metavar="study", help="study YAML file (a scenario with a compare section)")
     p_study.add_argument("--out", help="study directory (default: results/<study name>)")
-    _scenario_options(p_study)
+    _scenario_options(p_study, "the study's first evaluation seed (seeds: N counts from it)")
     p_study.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     _engine_option(p_study)
     _study_options(p_study)
@@ -187,8 +187,9 @@ def _reproduce(args) -> int:
     return 0 if outcome.passed else EXIT_FAILED
 
 
-def _scenario_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, help="replace the scenario's root seed")
+def _scenario_options(p: argparse.ArgumentParser, seed: str = "replace the scenario's root seed (of a study: its "
+                      "first evaluation seed)") -> None:
+    p.add_argument("--seed", type=int, help=seed)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario value, e.g. --set algorithm.lr=0.02 (repeatable)")
 
@@ -242,10 +243,14 @@ def _study(args):
 
 
 def _describe_study(study) -> str:
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'s' * (n != 1)}"
+
     tuning = len(study.tuning_runs())
-    return (f"{len(study.cells)} cells ({len(study.variants)} variants x {len(study.points)} points) x "
-            f"{len(study.seeds)} seeds = {len(study.cells) * len(study.seeds)} runs"
-            + (f", plus {tuning} tuning runs of {', '.join(study.tuned_keys)}" if tuning else ""))
+    return (f"{count(len(study.cells), 'cell')} ({count(len(study.variants), 'variant')} x "
+            f"{count(len(study.points), 'point')}) x {count(len(study.seeds), 'seed')} = "
+            f"{count(len(study.cells) * len(study.seeds), 'run')}"
+            + (f", plus {count(tuning, 'tuning run')} of {', '.join(study.tuned_keys)}" if tuning else ""))
 
 
 def _validate(args) -> int:
@@ -361,8 +366,8 @@ def _executor(args, stack):
         try:
             from distributed import Client
         except ImportError:
-            raise ScenarioError("--dask needs Dask distributed, which is not installed: "
-                                "python -m pip install 'asyncsim[dask]'") from None
+            raise ScenarioError("--dask needs Dask distributed, which is not installed: python -m pip install "
+                                "'dask[distributed]' (or the dask extra)") from None
         if args.dask == "local":
             workers = args.workers or os.cpu_count() or 1
             from .study.execute import local_dask_cluster
@@ -404,16 +409,13 @@ def _plot(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .plotting import save_plots
-    from .results import read_results
+    from .results import draw_plots
 
     d = Path(args.result)
     if (d / "runs").is_dir() and not (d / "metrics.csv").exists():
         raise ScenarioError(f"{d} is a study directory: asyncsim study draws its plots/ (run it again: completed "
                             f"runs are reused); asyncsim plot {d / 'runs'}/<label> draws one run's")
-    res = read_results(d)
-    (d / "plots").mkdir(exist_ok=True)
-    names = save_plots(res.metrics, res.trace.to_frame(), d / "plots", res.summary.scenario, res.summary.predicted)
+    names = draw_plots(d)
     print(f"wrote {', '.join('plots/' + n for n in names)} in {d}/")
     return 0
 

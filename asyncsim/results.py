@@ -153,6 +153,16 @@ def write_results(result, out_dir, plots: bool = True) -> Path:
     return Path(out_dir)
 
 
+def draw_plots(directory) -> list[str]:
+    """Draw a result directory's plots from its files into ``plots/``; return their names."""
+    from .plotting import save_plots
+
+    d = Path(directory)
+    res = read_results(d)
+    (d / "plots").mkdir(exist_ok=True)
+    return save_plots(res.metrics, res.trace.to_frame(), d / "plots", res.summary.scenario, res.summary.predicted)
+
+
 def _replaceable(path: Path) -> bool:
     """An empty directory, or one that holds a summary.json and nothing but what asyncsim writes: a file the user
     put there (notes, a thesis) makes it not replaceable, so it is never deleted."""

@@ -70,8 +70,8 @@ def test_a_grid_is_the_product_of_the_swept_keys_times_the_zipped_ones():
     ({"tune": {"algorithm.lr": [0.1, -1.0]}}, "compare.async (cluster.workers=2) (algorithm.lr=-1.0): "
                                               "algorithm.lr must be > 0, got -1.0"),
     ({"tune": {"cluster.workers": [1, 2]}}, "compare.async.tune: cluster.workers is also swept"),
-    ({"target": 0.05, "tune": {"algorithm.lr": [0.1]}}, "tune.by time_to_target needs a target {metric: ..., "
-                                                       "level: ...}"),
+    ({"target": 0.05, "tune": {"algorithm.lr": [0.1], "by": "time_to_target"}},
+     "tune.by time_to_target needs a target {metric: ..., level: ...}"),
     ({"run": {"updates": 300, "stop_at": {"metric": "test_accuracy", "level": 0.9}}},
      "compare.async (cluster.workers=2): run.stop_at.metric must be a metric the run records"),
     ({"tune": {"algorithm.lr": [1, 1.0]}}, "tune.algorithm.lr must list each value once, got [1, 1.0]"),
@@ -284,7 +284,7 @@ def test_a_worker_that_dies_is_retried_once_then_reported(tmp_path):
     failures = execute(runs, Store(tmp_path / "b"), Dying(2), "auto", False, Progress(2, lines.append))
     assert failures == {r.label: "its worker process died twice" for r in runs}
     with pytest.raises(StudyFailed, match=r"^2 of 2 evaluation runs failed \(async_seed=[01]: its worker process "
-                                          r"died twice; async_seed=[01]: its worker process died twice\); the "):
+                                          r"died twice; async_seed=[01]: its worker process died twice\); no run completed$"):
         run_study(study, tmp_path / "c", Dying(2), log=quiet)
     assert not (tmp_path / "c").exists()  # nothing completed: nothing left behind
 
@@ -319,6 +319,11 @@ def test_tuning_reads_only_its_own_seeds_and_picks_the_best_by_the_stated_rule(t
     assert (tmp_path / "a" / "tuning.csv").read_bytes() == (tmp_path / "b" / "tuning.csv").read_bytes()
     assert a.table["tuned algorithm.lr"].tolist() == b.table["tuned algorithm.lr"].tolist()
     assert not a.table["final_loss_mean"].equals(b.table["final_loss_mean"])  # the noise differs; the choice not
+
+
+def test_the_criterion_follows_the_target_unless_given():
+    assert study_from_dict({**NOISY}).tune.by == "time_to_target"
+    assert study_from_dict({**NOISY, "target": 0.05}).tune.by == "final_loss"
 
 
 def test_a_variant_tunes_its_own_key_or_nothing(tmp_path):
@@ -365,7 +370,7 @@ def test_the_study_command_runs_on_local_processes_resumes_and_agrees_with_run(t
     path.write_text(yaml.safe_dump({**BASE, "seeds": 1}))
     assert main(["study", str(path), "--out", str(tmp_path / "a"), "--no-plots"]) == 0
     out = capsys.readouterr().out
-    assert "4 cells (2 variants x 2 points) x 1 seeds = 4 runs, on 2 local processes" in out
+    assert "4 cells (2 variants x 2 points) x 1 seed = 4 runs, on 2 local processes" in out
     assert "| variant | cluster.workers | time to target (s) |" in out
     assert main(["study", str(path), "--out", str(tmp_path / "a"), "--no-plots"]) == 0
     assert "4 runs already complete (resumed)" in capsys.readouterr().out
@@ -385,7 +390,7 @@ def test_dask_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["study", str(path), "--dask", "local", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err == ("error: --dask needs Dask distributed, which is not installed: python -m pip install "
-                   "'asyncsim[dask]'\n")
+                   "'dask[distributed]' (or the dask extra)\n")
     assert not (tmp_path / "o").exists()
 
 

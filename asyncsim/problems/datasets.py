@@ -45,13 +45,13 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled digits: X (1797, 64) float64 = pixels / 16 in [0, 1], y (1797,) int64 labels 0..9,
-    both read-only (cached per process).  Needs scikit-learn (``pip install 'asyncsim[datasets]'``); nothing is
+    both read-only (cached per process).  Needs scikit-learn (the ``datasets`` extra); nothing is
     downloaded."""
     try:
         from sklearn import datasets
     except ImportError:
-        raise ScenarioError("problem.data: digits needs scikit-learn, which is not installed; "
-                            "pip install 'asyncsim[datasets]'") from None
+        raise ScenarioError("problem.data needs scikit-learn for digits, which is not installed: python -m pip "
+                            "install scikit-learn (or the datasets extra)") from None
     return _digits(datasets.load_digits)
 
 

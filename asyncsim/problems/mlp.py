@@ -27,6 +27,8 @@ Learning Repository (scikit-learn's digits).
 
 from __future__ import annotations
 
+import importlib.util
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +282,8 @@ class MLP(ProblemSpec):
         else:
             require(self.path is None, "path", f"must be null for data {self.data} (the data ship with "
                     "scikit-learn)", self.path)
+            require(importlib.util.find_spec("sklearn") is not None, "data", "needs scikit-learn for digits, which "
+                    "is not installed: python -m pip install scikit-learn (or the datasets extra)", self.data)
         hidden = self.hidden
         require(isinstance(hidden, (list, tuple)), "hidden", "must be a list of layer sizes", hidden)
         for i, h in enumerate(hidden):

@@ -33,7 +33,7 @@ from ..params import ScenarioError
 from ..targets import Target
 from .execute import KEY_FILE, LocalPool, Progress, Store, execute, run_files
 from .spec import Cell, Run, Study, Tune, is_study, load_study, merge, study_from_dict
-from .tables import cell_table, curve_table, markdown, mean_ci, run_table, tuning_table
+from .tables import cell_table, curve_table, markdown, mean_ci, run_table, target_rule, tuning_table
 
 FORMAT = 2
 """The layout of a study directory (``summary.json`` ``format``); a directory of another layout is replaced."""
@@ -102,7 +102,6 @@ def run_study(study: Study, out_dir=None, executor: Executor | None = None, *, e
         result = StudyResult(runs=frame, curves=curve_table(study, runs, results), table=cell_table(study, frame),
                              tuning=tuning, directory=None if out_dir is None else out)
         _write(out, study, result, runs, plots)
-        store.prune(tuning_runs + runs)
         return result
 
 
@@ -188,7 +187,7 @@ def _draw(out: Path, study: Study, result: StudyResult, runs: list[Run], tmp: Pa
                 tmp / "curves.png")
     if "test_accuracy" in metrics:
         save_figure(plot_curves(result.curves, study, "test_accuracy", "test accuracy"), tmp / "accuracy.png")
-    save_figure(plot_time_to_target(result.table, study, _rule(study)), tmp / "time_to_target.png")
+    save_figure(plot_time_to_target(result.table, study, target_rule(study)), tmp / "time_to_target.png")
     images = {}
     for run in runs:
         picture = out / "runs" / run.label / "plots" / "reconstruction.png"
@@ -204,11 +203,6 @@ def _draw(out: Path, study: Study, result: StudyResult, runs: list[Run], tmp: Pa
         save_figure(plot_images({"original": original, **images}), tmp / "images.png")
 
 
-def _rule(study: Study) -> str:
-    return (f"first time {study.target}" if isinstance(study.target, Target)
-            else f"within {study.target:g} of the gap to the highest final loss")
-
-
 def format_table(result: StudyResult, study: Study) -> str:
     """The table printed after a study: table.md's rows."""
     return markdown(study, result.table)
@@ -217,8 +211,10 @@ def format_table(result: StudyResult, study: Study) -> str:
 def _failure(failed: dict[str, str], out: Path, what: str, total: int) -> StudyFailed:
     first = "; ".join(f"{label}: {why}" for label, why in list(failed.items())[:3])
     more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
-    return StudyFailed(f"{len(failed)} of {total} {what} failed ({first}{more}); the completed runs are kept in "
-                       f"{out}/ and a rerun retries the others")
+    kept = Store(out).count()
+    return StudyFailed(f"{len(failed)} of {total} {what} failed ({first}{more}); " + (
+        f"the {kept} completed runs are kept in {out}/ and a rerun retries the others" if kept else
+        "no run completed"))
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

@@ -4,12 +4,15 @@ Every run is a pure function of its resolved scenario, :func:`run_files`, that r
 bytes; any ``concurrent.futures.Executor`` (a process pool, a Dask ``Client(...).get_executor()``) can run it, and
 no file system is shared with the workers.  The driver (:func:`execute`) writes each run's files into
 ``runs/<label>/`` (``tuning/<label>/`` for tuning runs) atomically, with a ``run.key`` file: the hash of the
-resolved scenario, the engine, whether plots were made and the package version.  A run whose directory holds the
-same key and its files is done, so a study that is run again skips it (``force`` recomputes).
+resolved scenario, the engine and the package version.  A run whose directory holds the same key and its files is
+done, so a study that is run again skips it (``force`` recomputes); a run's own plots, when asked for, are drawn
+from its files if they are missing.  Run directories that the current study does not use are left alone, so a
+study with fewer seeds or points keeps the others for later.
 
 A worker process that dies (a ``BrokenProcessPool``, Dask's ``KilledWorker``) is retried once, then reported; an
-error raised by the run itself is reported at once (it would happen again).  Ctrl-C or SIGTERM cancels the runs not
-yet done and leaves the completed ones.
+error raised by the run itself is reported at once (it would happen again), and a ``ScenarioError`` (a mistake
+in the input that only the run could see, such as a ``run.time`` before the first update) stops the study with
+that one line.  Ctrl-C or SIGTERM cancels the runs not yet done and leaves the completed ones.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import concurrent.futures as cf
 import hashlib
 import json
 import multiprocessing
-import shutil
 import signal
 import sys
 import tempfile
@@ -28,16 +30,17 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..results import FILES, ResultDir, read_results, renamed_into
+from ..params import ScenarioError
+from ..results import FILES, ResultDir, draw_plots, read_results, renamed_into
 from ..version import __version__
 from .spec import Run
 
 KEY_FILE = "run.key"
 
 
-def run_key(run: Run, engine: str, plots: bool) -> str:
-    """The hash that names a run's results: its resolved scenario, the engine, plots or not, the version."""
-    text = f"asyncsim {__version__}\nengine {engine}\nplots {plots}\n{run.scenario.to_yaml()}"
+def run_key(run: Run, engine: str) -> str:
+    """The hash that names a run's results: its resolved scenario, the engine, the version."""
+    text = f"asyncsim {__version__}\nengine {engine}\n{run.scenario.to_yaml()}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -82,7 +85,7 @@ class Store:
             same = (d / KEY_FILE).read_text() == key
         except (OSError, UnicodeDecodeError):
             return False
-        return same and all((d / f).is_file() for f in FILES) and (not self.plots_of(run) or (d / "plots").is_dir())
+        return same and all((d / f).is_file() for f in FILES)
 
     def write(self, run: Run, key: str, files: dict[str, bytes]) -> None:
         """Write the run's files into a temporary sibling, then rename it into place in one step."""
@@ -104,19 +107,6 @@ class Store:
         """The run directories here (tuning runs included)."""
         return sum(1 for part in ("runs", "tuning") if (self.root / part).is_dir()
                    for d in (self.root / part).iterdir() if d.is_dir() and (d / KEY_FILE).is_file())
-
-    def prune(self, runs: list[Run]) -> None:
-        """Remove the run directories that are not among ``runs`` (left by an earlier version of the study file):
-        only directories asyncsim wrote (with a ``run.key``)."""
-        keep = {self.path(r) for r in runs}
-        for part in ("runs", "tuning"):
-            folder = self.root / part
-            if folder.is_dir():
-                for d in folder.iterdir():
-                    if d not in keep and d.is_dir() and not d.is_symlink() and (d / KEY_FILE).is_file():
-                        shutil.rmtree(d)
-                if not any(folder.iterdir()):
-                    folder.rmdir()
 
 
 class LocalPool(cf.Executor):
@@ -251,9 +241,13 @@ def execute(runs: list[Run], store: Store, executor: cf.Executor | None, engine:
             progress: Progress) -> dict[str, str]:
     """Run every run of ``runs`` whose results are not already in ``store`` (all with ``force``); return the
     failures as {label: one-line reason}.  ``executor`` None runs them one after another in this process."""
-    keys = {r.label: run_key(r, engine, store.plots_of(r)) for r in runs}
+    keys = {r.label: run_key(r, engine) for r in runs}
     todo = [r for r in runs if force or not store.done(r, keys[r.label])]
     progress.skip(len(runs) - len(todo))
+    waiting = {r.label for r in todo}
+    for run in runs:  # runs done without their own plots get them from their files
+        if run.label not in waiting and store.plots_of(run) and not (store.path(run) / "plots" / "loss.png").exists():
+            draw_plots(store.path(run))
     failures: dict[str, str] = {}
 
     def finish(run, files=None, error=None):
@@ -272,6 +266,8 @@ def execute(runs: list[Run], store: Store, executor: cf.Executor | None, engine:
         for run in todo:
             try:
                 files = run_files(run.scenario, engine, store.plots_of(run))
+            except ScenarioError as err:
+                raise ScenarioError(f"run {run.label}: {err}") from None
             except Exception as err:  # noqa: BLE001  (reported with the run's name; the others go on)
                 finish(run, error=_reason(err))
             else:
@@ -289,6 +285,8 @@ def execute(runs: list[Run], store: Store, executor: cf.Executor | None, engine:
                 except BaseException as err:  # noqa: BLE001
                     if isinstance(err, (KeyboardInterrupt, SystemExit)):
                         raise
+                    if isinstance(err, ScenarioError):
+                        raise ScenarioError(f"run {run.label}: {err}") from None
                     if worker_died(err) and attempt == 1:
                         pending[executor.submit(run_files, run.scenario, engine, store.plots_of(run))] = (run, 2)
                         continue

@@ -4,10 +4,12 @@ swept point, the legend outside the data) and the time to target against the swe
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 from scipy import stats
 
 from ..plotting import SHOWN
@@ -87,6 +89,8 @@ def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
             if key not in bands:
                 continue
             grid, mean, lo, hi = bands[key]
+            if logx:  # an accuracy's band stays in [0, 1]
+                lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
             (line,) = ax.plot(grid, mean, color=palette[key[1]], lw=1.5)
             ax.fill_between(grid, lo, hi, color=palette[key[1]], alpha=0.22, lw=0)
             handles[key[1]] = line
@@ -98,6 +102,7 @@ def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
             ax.set_yscale("log", nonpositive="mask")
         if logx:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # a range under a decade would label its minor ticks
     for ax in axes[-1, :]:
         ax.set_xlabel("simulated time (s)", fontsize=8)
     for ax in axes[:, 0]:
@@ -156,8 +161,9 @@ def plot_time_to_target(table: pd.DataFrame, study: Study, rule: str):
         if len(positive) and positive.max() / positive.min() >= 30:
             ax.set_yscale("log")
     n = len(study.seeds)
-    note = f"{rule}; mean of {n} seed{'s' * (n != 1)}" + (f", bars: {CI_METHOD}" if n > 1 else "")
+    note = f"{rule[0].upper()}{rule[1:]}; mean of {n} seed{'s' * (n != 1)}" + (f", bars: {CI_METHOD}" if n > 1
+                                                                              else "")
     if missing:
-        note += f"\nnot reached by any seed: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
-    ax.set_title(f"{study.name}: time to target\n{note}", fontsize=9)
+        note += f"; not reached by any seed: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
+    ax.set_title("\n".join([f"{study.name}: time to target", *textwrap.wrap(note, 110)]), fontsize=9)
     return fig

@@ -12,7 +12,7 @@ seeds: 5                        # optional: evaluation seeds seed, seed+1, ... (
 tune:                           # optional: each variant's value of a key, chosen per cell from a grid
   algorithm.lr: [1.0, 0.3, 0.1] # the default grid (a variant's own tune: {key: values} replaces it)
   seeds: 2                      # tuning seeds, disjoint from the evaluation seeds (default: the next ones)
-  by: time_to_target            # or final_loss (default: time_to_target when the target is a metric level)
+  by: time_to_target            # or final_loss (default: time_to_target with a metric level, else final_loss)
 target: {metric: test_accuracy, level: 0.9}   # or a gap fraction in (0, 1) (default 0.01); {test_accuracy: 0.9}
 reference: {seed_time: [1.2, 2.3, 4.1]}       # optional: published numbers, one per swept point
 ```
@@ -177,17 +177,14 @@ def study_from_dict(data: dict, overrides=(), seed: int | None = None, seeds: in
     variants = _variants(data.get("compare"))
     keys, points = _grid(data.get("sweep"))
     eval_seeds = _seeds(data.get("seeds", 1) if seeds is None else seeds, base.get("seed", 0), "seeds")
-    tune, default = _tune(data.get("tune"), eval_seeds)
+    target = _target(data.get("target", 0.01))
+    tune, default = _tune(data.get("tune"), eval_seeds, target)
     grids = [len(((default if own is None else own) or (None, ()))[1]) for _, own in variants.values()]
     count = len(points) * sum(len(eval_seeds) + g * len(tune.seeds if tune else ()) for g in grids)
     if count > MAX_RUNS:
         raise ScenarioError(f"the study makes {count} runs ({len(points)} points, {len(variants)} variants, "
                             f"{len(eval_seeds)} seeds and the tuning runs); at most {MAX_RUNS}")
     _check_sets(overrides, keys, points, [default, *(own for _, own in variants.values())])
-    target = _target(data.get("target", 0.01))
-    if tune and tune.by == "time_to_target" and not isinstance(target, Target):
-        raise ScenarioError("tune.by time_to_target needs a target {metric: ..., level: ...} (a gap fraction "
-                            "depends on the other variants); use tune.by: final_loss")
     reference = data.get("reference") or {}
     if not isinstance(reference, dict) or any(not isinstance(v, list) or len(v) != len(points)
                                               for v in reference.values()):
@@ -339,8 +336,9 @@ def _seeds(value, base: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _tune(top, eval_seeds) -> tuple[Tune | None, tuple | None]:
-    """The top-level tune section -> (Tune, the default (key, grid) or None)."""
+def _tune(top, eval_seeds, target) -> tuple[Tune | None, tuple | None]:
+    """The top-level tune section -> (Tune, the default (key, grid) or None).  The criterion defaults to the time to
+    target when the target is a metric level, else to the final loss."""
     if top is None:
         return None, None
     if not isinstance(top, dict):
@@ -360,7 +358,11 @@ def _tune(top, eval_seeds) -> tuple[Tune | None, tuple | None]:
     if shared:
         raise ScenarioError(f"tune.seeds must be disjoint from the evaluation seeds (a value chosen on the noise "
                             f"it is scored on is biased); both have {shared[0]}")
-    return Tune(seeds=seeds, by=by or "time_to_target"), default
+    by = by or ("time_to_target" if isinstance(target, Target) else "final_loss")
+    if by == "time_to_target" and not isinstance(target, Target):
+        raise ScenarioError("tune.by time_to_target needs a target {metric: ..., level: ...} (a gap fraction "
+                            "depends on the other variants); use tune.by: final_loss")
+    return Tune(seeds=seeds, by=by), default
 
 
 def _one_grid(mapping, where: str) -> dict:

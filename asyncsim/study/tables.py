@@ -111,7 +111,8 @@ def cell_table(study: Study, runs_frame: pd.DataFrame) -> pd.DataFrame:
             row[f"tuned {k}"] = _plain_value(mine[f"tuned {k}"].iloc[0])
         reached = int(mine["reached"].sum())
         row.update(_stats("time_to_target", mine.loc[mine["reached"], "time_to_target"]))
-        row["reached"] = f"{reached} of {n} seeds" if reached == n else f"not reached in {n - reached} of {n} seeds"
+        seeds = f"{n} seed{'s' * (n != 1)}"
+        row["reached"] = f"{reached} of {seeds}" if reached == n else f"not reached in {n - reached} of {seeds}"
         for c in finals:
             row.update(_stats(c, mine[c]))
         for c in MEMORY:
@@ -162,10 +163,17 @@ def tuning_table(study: Study, runs: list[Run], results: list[ResultDir]) -> tup
     return chosen, pd.DataFrame(rows)
 
 
+def target_rule(study: Study) -> str:
+    """The time to target's rule, in words."""
+    if isinstance(study.target, Target):
+        return f"the first recorded time with {study.target}"
+    return (f"the first recorded time the loss is within {study.target:.0%} of the gap between the initial loss "
+            f"and the highest final loss of the variants")
+
+
 def markdown(study: Study, table: pd.DataFrame) -> str:
     """``table.md``: the cell table for reading, with the rule behind each number."""
-    rule = (f"first recorded time with {study.target}" if isinstance(study.target, Target)
-            else f"first recorded time within {study.target:g} of the gap to the highest final loss")
+    rule = target_rule(study)
     n = len(study.seeds)
     finals = [c[:-5] for c in table.columns if c.startswith("final_") and c.endswith("_mean")]
     head = ["variant", *study.keys] + [f"tuned {k}" for k in study.tuned_keys] + \
