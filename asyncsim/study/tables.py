@@ -122,7 +122,8 @@ def cell_table(study: Study, runs_frame: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if "cluster.workers" in study.keys:  # speedup T(first value) / T(n) at the same other keys, ratio of means
         others = [k for k in study.keys if k != "cluster.workers"]
-        first = table.groupby(["variant", *others], sort=False)["time_to_target_mean"].transform("first")
+        first = table.groupby(["variant", *others], sort=False)["time_to_target_mean"].transform(
+            lambda times: times.iloc[0])  # the first value's time, NaN when it was never reached
         table.insert(table.columns.get_loc("reached") + 1, "speedup", first / table["time_to_target_mean"])
     points = study.points
     for name, published in study.reference.items():
