@@ -154,8 +154,9 @@ def local_dask_cluster(workers: int):
     """A ``dask.distributed.LocalCluster`` of ``workers`` single-threaded worker processes for studies, started
     with Ctrl-C ignored in its processes (the driver stops them), without Dask's ``MALLOC_TRIM_THRESHOLD_``
     setting for its workers (that variable turns off glibc's adaptive mmap threshold, and the many small arrays
-    of a replay then cost a system call each: runs were about 40% slower) and without the workers' statistical
-    profiler.  Use it as a context manager."""
+    of a replay then cost a system call each: runs were about 40% slower), without the workers' statistical
+    profiler and with a slower event-loop health tick (both take the interpreter lock from the run).  Use it as a
+    context manager."""
     import logging
 
     import dask
@@ -164,7 +165,9 @@ def local_dask_cluster(workers: int):
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
     settings = {"distributed.nanny.pre-spawn-environ": environ,
-                "distributed.worker.profile.enabled": False}  # its sampling thread takes the GIL every 10 ms
+                "distributed.worker.profile.enabled": False,  # its sampling thread takes the GIL every 10 ms
+                "distributed.admin.tick.interval": "500ms",  # as does the event loop's 20 ms health tick
+                "distributed.admin.system-monitor.interval": "5s"}
     with dask.config.set(settings), ignoring_interrupts():
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                             silence_logs=logging.ERROR)
