@@ -66,6 +66,7 @@ def _run(scenario: Scenario, progress, engine: str) -> RunResult:
                       algorithm_extra=algorithm.summary(problem, result.worker_states),
                       algorithm_resolved=to_plain(algorithm) if algorithm != scenario.algorithm else None,
                       mode="sim", engine=used, predicted=overlays(scenario, timing),
+                      protocol_notes=scenario.protocol.notes(trace.n_updates),
                       wall_time_s=round(time.perf_counter() - start, 3))
     return RunResult(scenario=scenario, trace=trace, metrics=result.metrics, summary=summary, x=result.x,
                      problem=problem)

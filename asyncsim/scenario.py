@@ -47,18 +47,20 @@ class RunSpec:
     """How long to run and how often to record metrics (every ``record_every`` updates; default: 100 points).
 
     ``updates``: the number of updates, or with ``time`` the most the run may take (the memory budget is counted
-    from it).  ``time``: the run is the updates applied at or before simulated time ``time`` (or the first
+    from it); left out, the number the protocol's own data hold (a delay log's, ``Protocol.given_updates``).  ``time``: the run is the updates applied at or before simulated time ``time`` (or the first
     ``updates`` of them, whichever ends first), so variants with different update rates are compared over the same
     time.  ``stop_at``: a :class:`~asyncsim.targets.Target` (``{metric: loss, level: 0.01}``); the run stops at the
     first recorded version (every ``record_every`` updates, from version 1 on) whose metric reaches the level.
     """
 
-    updates: int
+    updates: int | None = None
     record_every: int | None = None
     time: float | None = None
     stop_at: Target | None = None
 
     def __post_init__(self):
+        if self.updates is None:  # resolved by ``check`` from the protocol
+            return
         require(self.updates >= 1, "updates", "must be >= 1", self.updates)
         if self.record_every is None:
             object.__setattr__(self, "record_every", max(1, self.updates // 100))
@@ -135,8 +137,12 @@ def check(s: Scenario) -> None:
     capabilities) and against the problem spec, cluster and run (``Algorithm.check``), the cost model (flop
     counts), and a compute trace long enough for the run.
     """
-    cluster, K = s.cluster, s.run.updates
     protocol = s.protocol.resolve(s.problem)
+    if s.run.updates is None:
+        require(protocol.given_updates is not None, "run.updates", f"is required (a number of updates; protocol "
+                f"{kind(protocol)} holds none of its own)", None)
+        object.__setattr__(s, "run", replace(s.run, updates=protocol.given_updates))
+    cluster, K = s.cluster, s.run.updates
     object.__setattr__(s, "protocol", protocol)
     algorithm = s.algorithm.resolve(protocol)
     object.__setattr__(s, "algorithm", algorithm)

@@ -71,6 +71,8 @@ class Summary:
     """Predicted curves for the plots (``predict.overlays``)."""
     wall_time_s: float = 0.0
     real: RealOutcome | None = None
+    protocol_notes: dict = field(default_factory=dict)
+    """How the protocol formed its trace (``Protocol.notes``), e.g. how a delay log's workers were found."""
 
     def to_json(self) -> dict[str, Any]:
         """summary.json as a mapping, in its documented key order."""
@@ -91,6 +93,8 @@ class Summary:
         out["stopped_at"] = self.stopped_at
         if self.reached_at is not None:
             out["reached_at"] = self.reached_at
+        if self.protocol_notes:
+            out["protocol_notes"] = dict(self.protocol_notes)
         out.update(self.algorithm_extra)
         if self.algorithm_resolved is not None:
             out["algorithm_resolved"] = self.algorithm_resolved
@@ -128,7 +132,8 @@ class Summary:
                    version=get("version", ""), final_suboptimality=get("final_suboptimality"),
                    stopped_at=get("stopped_at"), reached_at=get("reached_at"), algorithm_extra={k: v for k, v in data.items() if k not in known},
                    algorithm_resolved=get("algorithm_resolved"), mode=get("mode", "sim"), engine=get("engine"),
-                   predicted=_mapping(get("predicted")), wall_time_s=get("wall_time_s", 0.0), real=real)
+                   predicted=_mapping(get("predicted")), wall_time_s=get("wall_time_s", 0.0), real=real,
+                   protocol_notes=_mapping(get("protocol_notes")))
 
 
 def _mapping(value) -> dict:

@@ -205,12 +205,12 @@ def test_data_files_errors_name_the_field_and_the_file(tmp_path, capsys):
     (tmp_path / "short.csv").write_text("1.0,1.0,1.0,1.0\n" * 10)
     delays = {"protocol": {"kind": "trace_file", "path": "delays.txt"}}
     cases = [
-        (delays | {"run": {"updates": 5}}, f"run.updates must be <= the 3 delays in {tmp_path / 'delays.txt'}, "
-                                           "got 5"),
+        (delays | {"run": {"updates": 5}}, f"run.updates must be <= the 3 delays in {tmp_path / 'delays.txt'} "
+                                           "(leave it out to replay the whole file), got 5"),
         (delays | {"run": {"updates": 3}}, "protocol.path: delay 5 of update 2 is larger than the number of "
                                            "earlier updates (2)"),
         ({"protocol": {"kind": "trace_file", "path": "empty.txt"}},
-         f"protocol.path '{tmp_path / 'empty.txt'}' holds no delays (the file is empty)"),
+         f"protocol.path '{tmp_path / 'empty.txt'}' is empty"),
         ({"cluster": {"compute": None, "compute_trace": {"path": "image.csv"}}},
          f"cluster.compute_trace.path '{tmp_path / 'image.csv'}' is not UTF-8 text (byte 0x89 at offset 0): is it a "
          "binary file?"),

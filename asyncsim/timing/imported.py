@@ -2,44 +2,99 @@
 
 from __future__ import annotations
 
-import io
-import warnings
+import heapq
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..files import read_text
-from ..params import ScenarioError, require, resolve_path
+from ..params import ParamError, ScenarioError, require, resolve_path
 from .cluster import LONGEST, Cluster
 from .durations import Durations
 from .protocol import Protocol, register
 from .trace import Status, Trace
 
 
-def read_delays(path: str | Path) -> np.ndarray:
-    """Per-update staleness values from a text file, one number per line (whole numbers, possibly written as
-    floats such as ``7.000000000000000000e+00``), as in the delay logs of Wu et al. (ICML 2022)."""
+LAYOUTS = ("auto", "per_update", "per_worker")
+
+
+def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
+    """Per-update staleness values from a delay log, as in the logs of Wu et al. (ICML 2022).
+
+    The one reader for delay files.  It takes comments (``#``), blank lines, a UTF-8 byte-order mark, CRLF line
+    ends, comma or whitespace separators, and one optional header line (names such as ``delay`` or ``k,delay``).
+    Layouts: one delay per update (a single column, or a ``delay`` column next to an index column ``k`` counting
+    0, 1, ...), or a per-worker-age matrix (several numeric columns: PIAG's log, one row per iteration and one
+    column per worker), which ``layout: auto`` detects and this protocol refuses with that reason.  Delays are whole
+    numbers >= 0, possibly written as floats (``7.000000000000000000e+00``).  Every malformed file is one line
+    naming the file, the line and what was expected.
+    """
     p = resolve_path(path)
-    text = read_text(p, "protocol.path")
-    if not text.strip():
-        raise ScenarioError(f"protocol.path {str(p)!r} holds no delays (the file is empty)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # numpy warns about a file without numbers: said below, in one line
-            values = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=1)
-    except ValueError as err:
-        raise ScenarioError(f"protocol.path {str(p)!r}: not one number per line ({err})") from None
-    if values.size == 0:
-        raise ScenarioError(f"protocol.path {str(p)!r} holds no delays (only comments or blank lines)")
-    if values.ndim != 1:
-        raise ScenarioError(f"protocol.path {str(p)!r} must hold one delay per line, got {values.shape[1]} columns")
+    where = f"protocol.path {str(p)!r}"
+    rows, header, first_line = [], None, None
+    for number, line in enumerate(read_text(p, "protocol.path").splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        fields = [f for f in re.split(r"[,\s]+", text) if f]
+        if first_line is None:
+            first_line = number
+            if not all(_is_number(f) for f in fields):  # a header line
+                header = [f.lower() for f in fields]
+                continue
+        try:
+            rows.append((number, [float(f) for f in fields]))
+        except ValueError:
+            bad = next(f for f in fields if not _is_number(f))
+            raise ScenarioError(f"{where} line {number}: expected numbers (delays), got {bad!r}") from None
+    if not rows:
+        raise ScenarioError(f"{where} is empty" if first_line is None and header is None else
+                            f"{where} holds no delays (a header and no numbers)")
+    width = len(rows[0][1])
+    for number, values in rows:
+        if len(values) != width:
+            raise ScenarioError(f"{where} line {number}: expected {width} value{'s' * (width != 1)} like the "
+                                f"first row, got {len(values)}")
+    table = np.array([v for _, v in rows], dtype=np.float64)
+    lines = np.array([n for n, _ in rows])
+    column = _delay_column(table, header, where, layout)
+    values = table[:, column]
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)) | (values > 2.0**62))
     if len(bad):
         rule = "must be at most 2**62" if values[bad[0]] > 2.0**62 else "must be a whole number >= 0"
-        raise ScenarioError(f"protocol.path {str(p)!r} line {bad[0] + 1}: a delay {rule}, got "
-                            f"{float(values[bad[0]])!r}")
+        raise ScenarioError(f"{where} line {lines[bad[0]]}: a delay {rule}, got {float(values[bad[0]])!r}")
     return values.astype(np.int64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _delay_column(table: np.ndarray, header: list[str] | None, where: str, layout: str) -> int:
+    """Which column holds the per-update delays (see ``read_delays``)."""
+    width = table.shape[1]
+    if width == 1:
+        return 0
+    index = header is not None and width == 2 and header[0] in ("k", "update", "iteration", "index")
+    if index:
+        k = table[:, 0]
+        start = k[0]
+        if start not in (0, 1) or not np.array_equal(k, start + np.arange(len(k))):
+            raise ScenarioError(f"{where}: column {header[0]!r} must count updates 0, 1, 2, ... (or from 1)")
+        return 1
+    if header is not None and "delay" in header and width == 2:
+        return header.index("delay")
+    if layout == "per_update":
+        raise ScenarioError(f"{where}: protocol.layout per_update needs one delay per line (or an index column k "
+                            f"and a delay column), got {width} columns")
+    raise ScenarioError(f"{where} holds a per-worker-age matrix ({width} columns: PIAG's layout, one row per "
+                        f"iteration and one column per worker); protocol trace_file replays one delay per update")
 
 
 def first_read(delays: np.ndarray) -> np.ndarray:
@@ -54,65 +109,110 @@ def first_read(delays: np.ndarray) -> np.ndarray:
     return read
 
 
+def assign_workers(read: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Worker ids and steps for updates that read versions ``read`` (update k is applied as version k+1), and how
+    they were found.
+
+    Chains, when the log is chain-consistent: under a server that replies with fresh parameters, a worker's next
+    read is the version right after its own write, so every update k that read r_k > 0 continues the chain of
+    update r_k - 1.  When no version is read twice after the start, the n updates that read version 0 start n
+    chains and every update's worker is determined (the BCD logs of Wu et al. are such, with n = 8).  Otherwise
+    the fewest workers possible: update k computes from version r_k until version k+1 exists, and the updates are
+    given workers in read order, each the lowest-numbered idle one (interval colouring), which uses as many workers
+    as the largest number of computations in flight.
+    """
+    K = len(read)
+    worker = np.empty(K, np.int64)
+    step = np.empty(K, np.int64)
+    later = np.flatnonzero(read > 0)
+    pred = read[later] - 1
+    if len(np.unique(pred)) == len(pred):
+        starts = np.flatnonzero(read == 0)
+        worker[starts], step[starts] = np.arange(len(starts)), 0
+        for k, j in zip(later.tolist(), pred.tolist()):  # j < k: its worker and step are known
+            worker[k], step[k] = worker[j], step[j] + 1
+        return worker, step, (f"chains: every update that read version r > 0 continues the chain of update r - 1, "
+                              f"and no version is read twice, so the {len(starts)} updates that read version 0 "
+                              f"start {len(starts)} workers")
+    busy: list[tuple[int, int]] = []  # (the version from which the worker is idle, worker)
+    idle: list[int] = []
+    steps: list[int] = []
+    for k in np.lexsort((np.arange(K), read)).tolist():  # read order, ties by update
+        while busy and busy[0][0] <= read[k]:
+            heapq.heappush(idle, heapq.heappop(busy)[1])
+        w = heapq.heappop(idle) if idle else len(steps)
+        if w == len(steps):
+            steps.append(0)
+        worker[k], step[k] = w, steps[w]
+        steps[w] += 1
+        heapq.heappush(busy, (k + 1, w))
+    twice = int(np.flatnonzero(np.bincount(pred) > 1)[0]) + 1  # the first version read by two updates
+    return worker, step, (f"fewest workers: version {twice} is read by more than one update after the start, so "
+                          f"the log does not determine the workers; {len(steps)} is the largest number of "
+                          f"computations in flight")
+
+
 def delay_trace(delays: np.ndarray, seconds_per_update: float = 1.0, protocol: str = "trace_file") -> Trace:
     """The trace in which update k has staleness ``delays[k]``: it reads version r_k = k - delays[k].
 
     Times: version v exists at v * dt (update k is applied at (k+1) dt), a contribution reads at r_k dt and
-    computes until it is applied.  Worker ids are assigned greedily: update k goes to the lowest-numbered worker
-    that has finished all its earlier contributions by r_k dt, so the number of workers is the largest number of
-    computations in flight at once (which the file implies but does not record).
+    computes until it is applied.  Worker ids come from :func:`assign_workers`: the log's own worker chains when
+    it determines them, else the fewest workers that can have made it.
     """
     delays = np.asarray(delays, dtype=np.int64)
     K = len(delays)
     k = np.arange(K)
     read = first_read(delays)
-    free_from: list[int] = []  # per worker: the version from which it is idle again (its last update + 1)
-    worker = np.empty(K, np.int64)
-    step = np.empty(K, np.int64)
-    steps: list[int] = []
-    for i in range(K):
-        r = read[i]
-        w = next((w for w, v in enumerate(free_from) if v <= r), len(free_from))
-        if w == len(free_from):
-            free_from.append(0)
-            steps.append(0)
-        worker[i], step[i] = w, steps[w]
-        steps[w] += 1
-        free_from[w] = i + 1
+    worker, step, _ = assign_workers(read)
     t_apply = (k + 1) * float(seconds_per_update)
-    return Trace(n_workers=len(steps), protocol=protocol, update=k, worker=worker, step=step, read_version=read,
-                 round=np.full(K, -1), status=np.full(K, int(Status.APPLIED)), t_read=read * float(seconds_per_update),
-                 t_done=t_apply, t_arrive=t_apply, t_apply=t_apply)
+    return Trace(n_workers=int(worker.max(initial=-1)) + 1, protocol=protocol, update=k, worker=worker, step=step,
+                 read_version=read, round=np.full(K, -1), status=np.full(K, int(Status.APPLIED)),
+                 t_read=read * float(seconds_per_update), t_done=t_apply, t_arrive=t_apply, t_apply=t_apply)
 
 
 @register("trace_file")
 @dataclass(frozen=True, kw_only=True)
 class TraceFile(Protocol):
-    """Delays imported from a file of per-update staleness values (one per line), so that delays measured on a
-    real system drive the update rules; see :func:`delay_trace` for the times and worker ids.  The cluster's
-    timing is not used; ``seconds_per_update`` sets the time axis."""
+    """Delays imported from a delay log (see :func:`read_delays` for the formats), so that delays measured on a
+    real system drive the update rules; see :func:`delay_trace` for the times and :func:`assign_workers` for the
+    worker ids.  The cluster's timing is not used; ``seconds_per_update`` sets the time axis.  ``layout``: auto,
+    per_update or per_worker (the matrix of PIAG's logs, which this protocol refuses).  ``run.updates`` defaults
+    to the number of delays in the file."""
 
     simulated = False
     bounds_staleness = True
     path: str
     seconds_per_update: float = 1.0
+    layout: str = "auto"
     delays: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         require(0 < self.seconds_per_update <= LONGEST, "seconds_per_update", f"must be in (0, {LONGEST:g}]",
                 self.seconds_per_update)
+        require(self.layout in LAYOUTS, "layout", f"must be one of {', '.join(LAYOUTS)}", self.layout)
+        if self.layout == "per_worker":
+            raise ParamError("layout per_worker (a per-worker-age matrix, PIAG's log) is not a trace of one delay per "
+                             "update; protocol trace_file reads layout per_update")
         object.__setattr__(self, "path", str(resolve_path(self.path)))
-        object.__setattr__(self, "delays", read_delays(self.path))
+        object.__setattr__(self, "delays", read_delays(self.path, self.layout))
+
+    @property
+    def given_updates(self) -> int:
+        return len(self.delays)
 
     def check_updates(self, n_updates):
         """The file must hold ``n_updates`` delays, each no larger than the number of updates before it."""
         if n_updates > len(self.delays):
-            raise ScenarioError(f"run.updates must be <= the {len(self.delays)} delays in {self.path}, "
-                                f"got {n_updates}")
+            raise ScenarioError(f"run.updates must be <= the {len(self.delays)} delays in {self.path} (leave it "
+                                f"out to replay the whole file), got {n_updates}")
         first_read(self.delays[:n_updates])
 
     def staleness_bound(self, cluster, n_updates):
         return int(self.delays[:n_updates].max(initial=0))
+
+    def notes(self, n_updates) -> dict:
+        _, _, how = assign_workers(first_read(self.delays[:n_updates]))
+        return {"workers_from": how}
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         self.check_updates(n_updates)

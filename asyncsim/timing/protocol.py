@@ -114,6 +114,15 @@ class Protocol:
         bounded (default: the deterministic bound of an asynchronous server, :func:`deterministic_bound`)."""
         return deterministic_bound(cluster, self.local_steps, self.read_law)
 
+    given_updates: ClassVar[int | None] = None
+    """The number of updates the protocol's own data hold (a delay log's), which ``run.updates`` defaults to; None
+    when it has none (then ``run.updates`` is required)."""
+
+    def notes(self, n_updates: int) -> dict:
+        """What summary.json should say about how the protocol formed its trace (``protocol_notes``); default
+        nothing."""
+        return {}
+
     def waits_for(self, workers: int) -> int | None:
         """How many contributions a round waits for (k of n: the round time is the k-th order statistic of the
         compute times), or None for protocols whose rounds do not wait for a fixed number."""

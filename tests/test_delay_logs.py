@@ -1,0 +1,115 @@
+"""Delay logs measured on real systems: one reader for their formats, and the workers a log implies (its own chains
+when it determines them, else the fewest workers that can have made it)."""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asyncsim import load_scenario, run
+from asyncsim.params import ScenarioError
+from asyncsim.scenario import from_dict
+from asyncsim.timing.imported import TraceFile, assign_workers, delay_trace, first_read, read_delays
+
+DATA = Path(__file__).resolve().parents[1] / "scenarios" / "data"
+LOGS = ["BCD_sun_MNIST.csv", "BCD_sun_CIFAR100.csv", "BCD_sun_RCV1.csv"]
+
+
+def in_flight(read: np.ndarray) -> int:
+    """The largest number of computations in flight: update k computes from version r_k until version k + 1."""
+    K = len(read)
+    return max(int(np.sum((read <= v) & (v < np.arange(K) + 1))) for v in range(K))
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_a_shipped_bcd_log_determines_its_eight_workers(name):
+    delays = read_delays(DATA / name)
+    trace = delay_trace(delays).validate()
+    assert trace.n_workers == 8 and in_flight(first_read(delays)) == 8
+    np.testing.assert_array_equal(trace.staleness, delays)  # the replayed staleness is the file's
+    for w in range(8):  # each worker's next read is the version right after its own write
+        mine = np.flatnonzero(trace.worker == w)
+        assert trace.step[mine].tolist() == list(range(len(mine)))
+        assert trace.read_version[mine[0]] == 0
+        np.testing.assert_array_equal(trace.read_version[mine[1:]], mine[:-1] + 1)
+    assert assign_workers(first_read(delays))[2].startswith("chains: ")
+
+
+def test_every_short_log_gets_the_fewest_workers_that_can_have_made_it():
+    """Exhaustively, every sequence of 6 delays (each at most the number of earlier updates): no worker holds two
+    computations at once, a worker's steps follow its reads, and the workers are as few as the computations in
+    flight (the log's own chains too: all of them compute from version 0 at once)."""
+    for delays in itertools.product(*(range(k + 1) for k in range(6))):
+        read = first_read(np.array(delays))
+        worker, step, how = assign_workers(read)
+        n = int(worker.max()) + 1
+        assert n == in_flight(read)
+        for w in range(n):
+            mine = np.flatnonzero(worker == w)
+            order = mine[np.argsort(step[mine])]
+            assert sorted(step[mine].tolist()) == list(range(len(mine)))
+            # consecutive computations of one worker do not overlap: the next reads at or after the previous ends
+            assert all(read[b] >= a + 1 for a, b in zip(order[:-1], order[1:]))
+
+
+def test_a_log_that_is_not_chain_consistent_says_why():
+    read = first_read(np.array([0, 0, 1, 2, 0]))  # versions 0, 1, 1, 1, 4: version 1 is read three times
+    worker, step, how = assign_workers(read)
+    assert worker.tolist() == [0, 0, 1, 2, 0] and step.tolist() == [0, 1, 0, 0, 2]
+    assert how == ("fewest workers: version 1 is read by more than one update after the start, so the log does not "
+                   "determine the workers; 3 is the largest number of computations in flight")
+
+
+@pytest.mark.parametrize("text", [
+    "0\n1\n1\n2\n",
+    "delay\n0\n1\n1\n2\n",
+    "k,delay\n0,0\n1,1\n2,1\n3,2\n",
+    "k delay\n1 0\n2 1\n3 1\n4 2\n",
+    "\ufeffk,delay\r\n0,0\r\n1,1\r\n2,1\r\n3,2\r\n",
+    "# measured on 8 workers\n0.000000000000000000e+00\n\n1.0  # a comment\n1\n2.0\n",
+])
+def test_every_layout_of_one_delay_per_update_reads_the_same_delays(tmp_path, text):
+    path = tmp_path / "log.csv"
+    path.write_bytes(text.encode())
+    assert read_delays(path).tolist() == [0, 1, 1, 2]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("delay\n", "holds no delays (a header and no numbers)"),
+    ("0\n1\nabc\n", "line 3: expected numbers (delays), got 'abc'"),
+    ("0\n1,2\n", "line 2: expected 1 value like the first row, got 2"),
+    ("k,delay\n0,0\n2,1\n", ": column 'k' must count updates 0, 1, 2, ... (or from 1)"),
+    ("0\n1\n1.5\n", "line 3: a delay must be a whole number >= 0, got 1.5"),
+    ("0,0,0\n1,0,1\n", " holds a per-worker-age matrix (3 columns: PIAG's layout, one row per iteration and one "
+                       "column per worker); protocol trace_file replays one delay per update"),
+])
+def test_a_malformed_log_is_one_line_naming_the_file_and_the_line(tmp_path, text, message):
+    path = tmp_path / "log.csv"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as err:
+        TraceFile(path=str(path))
+    assert str(err.value) == f"protocol.path {str(path)!r}{'' if message.startswith((':', ' ')) else ' '}{message}"
+
+
+def test_run_updates_is_the_file_unless_given(tmp_path):
+    base = {"name": "log", "problem": {"kind": "quadratic", "dim": 4},
+            "cluster": {"workers": 2, "compute": {"kind": "constant", "value": 1.0}},
+            "protocol": {"kind": "trace_file", "path": str(DATA / "BCD_sun_RCV1.csv")},
+            "algorithm": {"kind": "sgd", "lr": 0.1}, "run": {}}
+    s = from_dict(base)
+    assert s.run.updates == 2001 and s.run.record_every == 20 and s.to_dict()["run"]["updates"] == 2001
+    assert from_dict({**base, "run": {"updates": 50}}).run.updates == 50
+    with pytest.raises(ScenarioError, match=r"^run.updates is required \(a number of updates; protocol async "
+                                            r"holds none of its own\)"):
+        from_dict({**base, "protocol": {"kind": "async"}})
+
+
+def test_the_shipped_scenario_replays_any_log_whole_and_says_how_it_found_the_workers(root):
+    path = root / "scenarios" / "protocols" / "trace_file.yaml"
+    res = run(load_scenario(path, [f"protocol.path={DATA / 'BCD_sun_CIFAR100.csv'}"]))
+    assert res.summary.updates == 2001 and res.summary.workers == 8
+    assert res.summary.protocol_notes["workers_from"].startswith("chains: ")
+    assert res.summary.to_json()["protocol_notes"] == res.summary.protocol_notes
+    np.testing.assert_array_equal(res.trace.staleness, read_delays(DATA / "BCD_sun_CIFAR100.csv"))
