@@ -77,6 +77,8 @@ def test_every_layout_of_one_delay_per_update_reads_the_same_delays(tmp_path, te
 
 @pytest.mark.parametrize("text, message", [
     ("", "is empty"),
+    ("# only a comment\n\n", "holds no delays (only comments or blank lines)"),
+    ("1.5x\n0\n", "line 1: expected numbers (delays), got '1.5x'"),
     ("delay\n", "holds no delays (a header and no numbers)"),
     ("0\n1\nabc\n", "line 3: expected numbers (delays), got 'abc'"),
     ("0\n1,2\n", "line 2: expected 1 value like the first row, got 2"),

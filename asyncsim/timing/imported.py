@@ -34,14 +34,15 @@ def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
     p = resolve_path(path)
     where = f"protocol.path {str(p)!r}"
     rows, header, first_line = [], None, None
-    for number, line in enumerate(read_text(p, "protocol.path").splitlines(), start=1):
+    content = read_text(p, "protocol.path")
+    for number, line in enumerate(content.splitlines(), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
         fields = [f for f in re.split(r"[,\s]+", text) if f]
         if first_line is None:
             first_line = number
-            if not all(_is_number(f) for f in fields):  # a header line
+            if all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f) for f in fields):  # a header line of names
                 header = [f.lower() for f in fields]
                 continue
         try:
@@ -50,7 +51,8 @@ def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
             bad = next(f for f in fields if not _is_number(f))
             raise ScenarioError(f"{where} line {number}: expected numbers (delays), got {bad!r}") from None
     if not rows:
-        raise ScenarioError(f"{where} is empty" if first_line is None and header is None else
+        raise ScenarioError(f"{where} is empty" if not content.strip() else
+                            f"{where} holds no delays (only comments or blank lines)" if header is None else
                             f"{where} holds no delays (a header and no numbers)")
     width = len(rows[0][1])
     for number, values in rows:
