@@ -362,6 +362,7 @@ def _executor(args, stack):
     """The executor of a study and a few words on it: None (this process), a LocalPool, or Dask's."""
     import os
 
+    workers = args.workers or os.cpu_count() or 1
     if args.dask is not None:
         try:
             from distributed import Client
@@ -369,7 +370,6 @@ def _executor(args, stack):
             raise ScenarioError("--dask needs Dask distributed, which is not installed: python -m pip install "
                                 "'dask[distributed]' (or the dask extra)") from None
         if args.dask == "local":
-            workers = args.workers or os.cpu_count() or 1
             from .study.execute import local_dask_cluster
 
             cluster = stack.enter_context(local_dask_cluster(workers))  # a Ctrl-C while it starts is not seen
@@ -381,7 +381,6 @@ def _executor(args, stack):
             raise ScenarioError(f"--dask {args.dask}: cannot connect to a Dask scheduler there ({_one_line(err)})"
                                 ) from None
         return client.get_executor(), f"on the Dask scheduler at {args.dask}"
-    workers = args.workers or os.cpu_count() or 1
     if workers == 1:
         return None, "one at a time in this process"
     from .study import LocalPool

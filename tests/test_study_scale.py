@@ -284,7 +284,8 @@ def test_a_worker_that_dies_is_retried_once_then_reported(tmp_path):
     failures = execute(runs, Store(tmp_path / "b"), Dying(2), "auto", False, Progress(2, lines.append))
     assert failures == {r.label: "its worker process died twice" for r in runs}
     with pytest.raises(StudyFailed, match=r"^2 of 2 evaluation runs failed \(async_seed=[01]: its worker process "
-                                          r"died twice; async_seed=[01]: its worker process died twice\); no run completed$"):
+                                          r"died twice; async_seed=[01]: its worker process died twice\); "
+                                          r"no run completed$"):
         run_study(study, tmp_path / "c", Dying(2), log=quiet)
     assert not (tmp_path / "c").exists()  # nothing completed: nothing left behind
 

@@ -24,7 +24,6 @@ import multiprocessing
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -66,11 +65,11 @@ def run_files(scenario, engine: str = "auto", plots: bool = False) -> dict[str, 
 
 
 class Store:
-    """The run directories of a study directory ``root``."""
+    """The run directories of a study directory ``root``; ``plots``: whether evaluation runs draw their own plots
+    (tuning runs never do)."""
 
     def __init__(self, root: Path, plots: bool = False):
         self.root, self.plots = Path(root), plots
-        """Whether evaluation runs draw their own plots (tuning runs never do)."""
 
     def plots_of(self, run: Run) -> bool:
         return self.plots and not run.tuning
@@ -209,7 +208,6 @@ class Progress:
 
     def __init__(self, total: int, log: Callable[[str], None] = print, bar: bool = False):
         self.total, self.log, self.done, self.failed = total, log, 0, 0
-        self.start = time.perf_counter()
         self.bar = None
         if bar:
             from tqdm import tqdm
@@ -249,7 +247,8 @@ def execute(runs: list[Run], store: Store, executor: cf.Executor | None, engine:
     progress.skip(len(runs) - len(todo))
     waiting = {r.label for r in todo}
     for run in runs:  # runs done without their own plots get them from their files
-        if run.label not in waiting and store.plots_of(run) and not (store.path(run) / "plots" / "loss.png").exists():
+        missing = not (store.path(run) / "plots" / "loss.png").exists()
+        if run.label not in waiting and store.plots_of(run) and missing:
             draw_plots(store.path(run))
     failures: dict[str, str] = {}
 
@@ -265,6 +264,10 @@ def execute(runs: list[Run], store: Store, executor: cf.Executor | None, engine:
         progress.finished(run, note, in_flight=len(pending), failed=error is not None)
 
     pending: dict[cf.Future, tuple[Run, int]] = {}
+
+    def submit(run, attempt):
+        pending[executor.submit(run_files, run.scenario, engine, store.plots_of(run))] = (run, attempt)
+
     if executor is None:
         for run in todo:
             try:
@@ -278,20 +281,18 @@ def execute(runs: list[Run], store: Store, executor: cf.Executor | None, engine:
         return failures
     try:
         for run in todo:
-            pending[executor.submit(run_files, run.scenario, engine, store.plots_of(run))] = (run, 1)
+            submit(run, 1)
         while pending:
             ready, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
             for future in ready:
                 run, attempt = pending.pop(future)
                 try:
                     files = future.result()
-                except BaseException as err:  # noqa: BLE001
-                    if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                        raise
-                    if isinstance(err, ScenarioError):
-                        raise ScenarioError(f"run {run.label}: {err}") from None
+                except ScenarioError as err:
+                    raise ScenarioError(f"run {run.label}: {err}") from None
+                except Exception as err:  # noqa: BLE001  (reported with the run's name; the others go on)
                     if worker_died(err) and attempt == 1:
-                        pending[executor.submit(run_files, run.scenario, engine, store.plots_of(run))] = (run, 2)
+                        submit(run, 2)
                         continue
                     finish(run, error=("its worker process died twice" if worker_died(err) else _reason(err)))
                 else:

@@ -10,10 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
-from scipy import stats
 
 from ..plotting import SHOWN
-from .tables import CI_METHOD, CONFIDENCE, _plain_value
+from .tables import CI_METHOD, _plain_value, half_width
 from .spec import Study
 
 GRID = 200
@@ -44,7 +43,7 @@ def band(curves: list[tuple[np.ndarray, np.ndarray]], log: bool = False, logx: b
     mean = values.mean(axis=0)
     lo = hi = mean
     if len(curves) > 1:
-        half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(curves) - 1) * values.std(axis=0, ddof=1) / math.sqrt(len(curves))
+        half = half_width(values.std(axis=0, ddof=1), len(curves))
         lo, hi = mean - half, mean + half
     return (grid, *(10.0 ** np.array([mean, lo, hi]) if log else (mean, lo, hi)))
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -39,12 +40,14 @@ def mean_ci(values) -> tuple[float, float, float, float]:
     if len(x) == 1:
         return mean, math.nan, math.nan, math.nan
     sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(x) - 1)) * sd / math.sqrt(len(x))
+    half = float(half_width(sd, len(x)))
     return mean, sd, mean - half, mean + half
 
 
-def _point_columns(run: Run) -> dict:
-    return dict(run.cell.point)
+def half_width(sd, n: int):
+    """The half width of the Student t interval of a mean of ``n`` values of sample standard deviation ``sd``
+    (a number or an array): t_{(1 + CONFIDENCE) / 2, n - 1} sd / sqrt(n)."""
+    return stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
 
 
 def _final(metrics: pd.DataFrame) -> dict:
@@ -73,7 +76,7 @@ def run_table(study: Study, runs: list[Run], results: list[ResultDir]) -> pd.Dat
     rows = []
     for run, r, t in zip(runs, results, times_to_target(study, runs, results)):
         s = r.summary
-        rows.append({"variant": run.cell.variant, **_point_columns(run), "seed": run.seed,
+        rows.append({"variant": run.cell.variant, **dict(run.cell.point), "seed": run.seed,
                      **{f"tuned {k}": run.tuned if k == run.key else None for k in study.tuned_keys},
                      "updates": s.updates, "simulated_time": s.simulated_time,
                      "initial_loss": float(r.metrics["loss"].iloc[0]), **_final(r.metrics),
@@ -235,8 +238,6 @@ def _plain_value(value):
     """A swept or tuned value as a table cell: numbers and strings as they are, anything else as its JSON text."""
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
-    import json
-
     return json.dumps(value, sort_keys=True)
 
 
