@@ -19,12 +19,14 @@ measurements already contain it.  Simulating the calibrated scenario predicts th
 from __future__ import annotations
 
 import copy
+import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from .algorithms.base import ApplyInfo
-from .params import ScenarioError, kind
+from .params import ScenarioError, kind, to_plain
 from .replay import algorithm_draws
 from .build import build
 from .timing.protocol import ClassCapabilities, Family
@@ -151,3 +153,203 @@ def check_source(scenario, source, where) -> None:
     if trace.n_workers != scenario.cluster.workers or trace.protocol != kind(scenario.protocol):
         raise ScenarioError(f"--from: the result has {trace.n_workers} workers under protocol {trace.protocol}, "
                             f"the scenario {scenario.cluster.workers} under {kind(scenario.protocol)}")
+
+
+# ------------------------------------------------------------------------------------------ from a delay log
+
+LAWS = ("lognormal", "gamma")
+"""The compute-time laws ``fit_delays`` can fit (by their coefficient of variation; the mean does not matter)."""
+
+
+@dataclass(frozen=True)
+class DelayLog:
+    """A delay log as a trace (``timing.imported``: the log's own worker chains, or one worker per column of a
+    per-worker-age matrix) and, for a matrix, the per-iteration maximum delay tau_k = max_w ages[k, w]."""
+
+    path: str
+    trace: Trace
+    maximum: np.ndarray | None
+
+    @property
+    def per_worker(self) -> bool:
+        return self.maximum is not None
+
+    @property
+    def workers(self) -> int:
+        return self.trace.n_workers
+
+    @property
+    def updates(self) -> int:
+        return self.trace.n_updates
+
+    @property
+    def fresh(self) -> np.ndarray:
+        """The delay of every contribution (for a matrix: of the fresh gradients)."""
+        return self.trace.staleness
+
+
+def delay_log(path) -> DelayLog:
+    """Read a delay log (``timing.imported.read_delays``) into the delays calibration compares."""
+    from .timing.imported import age_trace, delay_trace, read_delays
+
+    values = read_delays(path)
+    if values.ndim == 2:
+        trace = age_trace(values)
+        return DelayLog(str(path), trace, maxima(trace))
+    return DelayLog(str(path), delay_trace(values), None)
+
+
+def maxima(trace: Trace) -> np.ndarray:
+    """tau_k = max_w (the age of worker w's latest gradient at update k), from the first update at which every
+    worker has contributed (PIAG's aggregate is complete from then on; a PIAG log starts there)."""
+    from .timing.imported import max_ages, trace_ages
+
+    ages = trace_ages(trace)
+    return max_ages(ages[(ages >= 0).all(axis=1)])
+
+
+@dataclass(frozen=True)
+class DelayFit:
+    """The fitted timing of a delay log: the compute law (``law`` with coefficient of variation ``cv``, mean
+    ``mean``), for a draining server its service time as a fraction of the mean compute time, the KS distances
+    reached and the simulated delays at the fit (``fresh``, ``maximum``)."""
+
+    log: DelayLog
+    law: str
+    cv: float
+    mean: float
+    service_ratio: float | None
+    ks: float
+    ks_max: float | None
+    fresh: np.ndarray
+    maximum: np.ndarray | None
+    simulations: int
+
+    def compute_law(self) -> dict:
+        """The fitted compute law as scenario data."""
+        return to_plain(law_of(self.law, self.cv, self.mean))
+
+
+def law_of(law: str, cv: float, mean: float):
+    """A ``lognormal`` (sigma^2 = log(1 + cv^2), mu = log(mean) - sigma^2 / 2) or ``gamma`` (shape 1 / cv^2, scale
+    mean cv^2) law with the given mean and coefficient of variation."""
+    from .timing.laws import Gamma, LogNormal
+
+    if law == "lognormal":
+        s2 = math.log1p(cv * cv)
+        return LogNormal(mu=math.log(mean) - s2 / 2, sigma=math.sqrt(s2))
+    return Gamma(shape=1.0 / (cv * cv), scale=mean * cv * cv)
+
+
+CV_GRID = (0.005, 2.0)
+"""The range of compute-time coefficients of variation searched (log-spaced)."""
+RATIO_GRID = (0.0, 1.0)
+"""The range of service / compute ratios searched for a draining server."""
+
+
+def ks(a, b) -> float:
+    """The two-sample Kolmogorov-Smirnov distance sup_x |F_a(x) - F_b(x)| of samples ``a`` and ``b`` (scipy's)."""
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(a, b).statistic)
+
+
+def fit_delays(scenario, log, law: str = "lognormal") -> DelayFit:
+    """Fit the scenario's cluster to a delay log: the compute-time dispersion (and, under protocol ``drain``, the
+    server's service time relative to the mean compute time) that make the simulated delays closest to those of
+    ``log`` (a path, or a :class:`DelayLog`) in Kolmogorov-Smirnov distance.
+
+    Staleness counts updates, so it depends only on the shape of the timing laws, not their scale: the cluster is
+    reduced to ``cluster.workers`` identical workers with compute law ``law`` (mean: the scenario's compute mean,
+    or 1 s) and no links, stragglers, slow phases or failures; the server's service time is 0 (``async``) or a
+    constant ratio r of the compute mean (``drain``).  Every candidate is simulated with the scenario's seed
+    (common random numbers: the candidates differ by their parameters only), on a coarse grid of the
+    coefficient of variation (log-spaced over ``CV_GRID``) and r (over ``RATIO_GRID``), then twice on a 5 x 5 grid
+    of half the spacing around the best point.  The distance minimized is the KS distance of the delays, or for
+    a per-worker-age matrix the larger of the fresh gradients' and the per-iteration maxima's.  The simulations
+    are 4 times as long as the log (2 times for ``drain``)."""
+    from .timing.cluster import Cluster, Server
+    from .timing.laws import Constant, DelayLaw
+    from .timing.protocols import simulate
+
+    if law not in LAWS:
+        raise ScenarioError(f"--law must be one of {', '.join(LAWS)}, got {law!r}")
+    log = log if isinstance(log, DelayLog) else delay_log(log)
+    protocol = scenario.protocol
+    drain = protocol.family is Family.DRAINED
+    if not protocol.simulated or protocol.family not in (Family.ASYNC, Family.DRAINED):
+        raise ScenarioError(f"protocol.kind: calibration from a delay log fits an asynchronous server (async) or a "
+                            f"draining one (drain), got {kind(protocol)}")
+    if log.per_worker and not drain:
+        raise ScenarioError(f"--from-delays {log.path} is a per-worker-age matrix (PIAG's log), the trace of a draining "
+                            f"server; give a scenario with protocol drain, not {kind(protocol)}")
+    if scenario.cluster.workers != log.workers:
+        raise ScenarioError(f"cluster.workers must be the log's {log.workers} workers (from "
+                            f"{'its columns' if log.per_worker else 'its worker chains'}), got "
+                            f"{scenario.cluster.workers}")
+    compute = scenario.cluster.compute
+    mean = compute.mean if isinstance(compute, DelayLaw) and math.isfinite(compute.mean) else 1.0
+    n_updates = (2 if drain else 4) * log.updates
+    counted = [0]
+
+    def simulated(cv, ratio):
+        counted[0] += 1
+        cluster = Cluster(workers=log.workers, compute=law_of(law, cv, mean),
+                          server=Server(service=Constant(value=ratio * mean)))
+        trace = simulate(cluster, protocol, n_updates, scenario.seed)
+        return trace.staleness, maxima(trace) if drain else None
+
+    def score(cv, ratio):
+        fresh, maximum = simulated(cv, ratio)
+        distance = ks(fresh, log.fresh)
+        return max(distance, ks(maximum, log.maximum)) if log.per_worker else distance
+
+    # a grid in (log cv, ratio), then twice a 5 x 5 grid around the best point with half the spacing
+    log_cv = np.linspace(*np.log(CV_GRID), 14 if drain else 40)
+    ratios = np.linspace(*RATIO_GRID, 11) if drain else np.zeros(1)
+    best = min((score(math.exp(c), r), c, r) for c in log_cv for r in ratios)
+    step_c, step_r = log_cv[1] - log_cv[0], (ratios[1] - ratios[0]) if drain else 0.0
+    for _ in range(2):
+        step_c, step_r = step_c / 2, step_r / 2
+        around = [(best[1] + i * step_c, max(0.0, best[2] + j * step_r)) for i in range(-2, 3)
+                  for j in (range(-2, 3) if drain else (0,))]
+        best = min([best] + [(score(math.exp(c), r), c, r) for c, r in dict.fromkeys(around)])
+    _, cv, ratio = best
+    cv = math.exp(cv)
+    fresh, maximum = simulated(cv, ratio)
+    return DelayFit(log, law, float(cv), float(mean), float(ratio) if drain else None, ks(fresh, log.fresh),
+                    ks(maximum, log.maximum) if log.per_worker else None, fresh, maximum, counted[0])
+
+
+def delay_calibrated(scenario, fit: DelayFit) -> dict:
+    """The scenario (plain data) with the fitted timing: the compute law, the service time (``drain``), and
+    everything else that shaped the timing removed (links, speeds, stragglers, slow phases, failures, flops)."""
+    data = copy.deepcopy(scenario.to_dict())
+    data["name"] = f"{scenario.name}-calibrated"
+    cluster = data["cluster"]
+    cluster.update(compute=fit.compute_law(), compute_trace=None, speeds=[], stragglers=[], transient=None,
+                   failures=None, flops_per_second=None, uplink={"kind": "constant", "value": 0.0},
+                   downlink={"kind": "constant", "value": 0.0})
+    cluster["network"].update(uplink_bandwidth=None, downlink_bandwidth=None)
+    cluster["server"]["service"] = {"kind": "constant", "value": (fit.service_ratio or 0.0) * fit.mean}
+    return data
+
+
+def describe_fit(fit: DelayFit) -> str:
+    """The fitted values, the KS distances, and the mean and p99 of the log's and the simulation's delays."""
+    law = fit.compute_law()
+    params = ", ".join(f"{k} {v:.4g}" for k, v in law.items() if k != "kind")
+    lines = [f"  compute law        {fit.law} ({params}; coefficient of variation {fit.cv:.4g})"]
+    if fit.service_ratio is not None:
+        lines.append(f"  server service     {fit.service_ratio:.4g} x the mean compute time "
+                     f"({fit.service_ratio * fit.mean:.4g} s)")
+
+    def row(label, log, sim, distance):
+        return (f"  {label:<18} KS {distance:.3f}   mean {log.mean():.3f} log / {sim.mean():.3f} sim   "
+                f"p99 {np.percentile(log, 99):.0f} log / {np.percentile(sim, 99):.0f} sim")
+
+    lines.append(row("fresh delays" if fit.log.per_worker else "delays", fit.log.fresh, fit.fresh, fit.ks))
+    if fit.log.per_worker:
+        lines.append(row("max delay tau_k", fit.log.maximum, fit.maximum, fit.ks_max))
+    lines.append(f"  ({fit.simulations} simulations of {fit.log.workers} workers)")
+    return "\n".join(lines)

@@ -101,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p_cal.add_argument("--from", dest="source", metavar="RESULT",
                        help="take the laws from a real run's observed trace (a result directory of --mode real) "
                             "instead of timing the computation here")
+    p_cal.add_argument("--from-delays", dest="delays", metavar="LOG",
+                       help="fit the cluster's compute-time dispersion (and a draining server's service time) to a "
+                            "delay log, by the KS distance of the simulated delays")
+    p_cal.add_argument("--law", choices=("lognormal", "gamma"), default="lognormal",
+                       help="the compute-time law fitted with --from-delays (default lognormal)")
     p_cal.add_argument("--steps", type=int, default=200, help="steps to time without --from (default 200)")
     p_cal.add_argument("--out", help="scenario file to write (default: results/<name>-calibrated.yaml)")
 
@@ -470,24 +475,43 @@ def _compare(args) -> int:
 
 
 def _calibrate(args) -> int:
-    import yaml
-
-    from .calibrate import calibrated, check_source, describe, measure, observed
+    from .calibrate import (calibrated, check_source, delay_calibrated, describe, describe_fit, fit_delays, measure,
+                            observed)
     from .results import read_results
 
     scenario = _load(args)
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-calibrated.yaml"
     if out.is_dir():
         raise ScenarioError(f"--out {out} is a directory; give the calibrated scenario's file name")
+    if args.source and args.delays:
+        raise ScenarioError("give one of --from (a real run) and --from-delays (a delay log), not both")
+    if args.delays:
+        fit = fit_delays(scenario, args.delays, args.law)
+        data, where = delay_calibrated(scenario, fit), f"the delay log {args.delays}"
+        _write_scenario(out, f"# {scenario.name} with timing fitted to {where} (asyncsim calibrate)\n", data)
+        print(f"fitted to {where} ({fit.log.updates} updates, {fit.log.workers} workers):")
+        print(describe_fit(fit))
+        print(f"calibrated scenario in {out}")
+        return 0
     if args.source:
         source = read_results(args.source)
         check_source(scenario, source, args.source)
         laws, where = observed(source.trace, scenario.protocol), f"the observed trace in {args.source}"
     else:
         laws, where = measure(scenario, args.steps), f"{args.steps} timed steps on this machine"
-    data = calibrated(scenario, laws)
+    _write_scenario(out, f"# {scenario.name} with timing laws measured from {where} (asyncsim calibrate)\n",
+                    calibrated(scenario, laws))
+    print(f"measured from {where} (seconds):")
+    print(describe(laws))
+    print(f"calibrated scenario in {out}")
+    return 0
+
+
+def _write_scenario(out: Path, header: str, data: dict) -> None:
+    """Write a scenario file atomically (a temporary file renamed into place)."""
+    import yaml
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# {scenario.name} with timing laws measured from {where} (asyncsim calibrate)\n"
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
@@ -495,10 +519,6 @@ def _calibrate(args) -> int:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    print(f"measured from {where} (seconds):")
-    print(describe(laws))
-    print(f"calibrated scenario in {out}")
-    return 0
 
 
 @contextmanager

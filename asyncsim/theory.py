@@ -332,14 +332,36 @@ def async_mean_staleness(n: int, ages=None, updates: int | None = None) -> float
         mean tau = n - 1 - (1/K) sum_w (K - 1 - l_w),
 
     with ``ages`` = (K - 1 - l_w)_w the number of updates since each worker's last one.  Without ``ages``, n - 1.
+    This is :func:`batched_mean_staleness` with one contribution per update.
     """
     n = _check_n(n)
     if ages is None:
         return float(n - 1)
+    return batched_mean_staleness(n, updates, updates, ages)
+
+
+def batched_mean_staleness(n: int, updates: int, contributions: int, ages=None) -> float:
+    """Mean staleness when updates batch several contributions (a draining server, FedBuff's buffer, a logged PIAG
+    run): n/m - 1 in the long run, with m = C/K the mean number of contributions per update.
+
+    Exactly, over K = ``updates`` updates holding C = ``contributions`` contributions, when every worker's first
+    contribution read version 0 and each later one the version right after the update that took its previous one
+    (a server that replies with the new version): worker w's staleness values sum to l_w + 1 - c_w (l_w its last
+    update, c_w its contributions), so
+
+        mean tau = (1/C) sum_w (l_w + 1) - 1 = (n K - sum_w (K - 1 - l_w)) / C - 1,
+
+    with ``ages`` = (K - 1 - l_w)_w.  Without ``ages``, n K / C - 1 = n/m - 1.  C = K gives n - 1 - (1/K) sum_w
+    ages_w (:func:`async_mean_staleness`).
+    """
+    n = _check_n(n)
+    require(updates is not None and updates >= 1, "updates", "must be >= 1", updates)
+    require(contributions is not None and contributions >= 1, "contributions", "must be >= 1", contributions)
+    if ages is None:
+        return n * updates / contributions - 1.0
     ages = np.asarray(ages, dtype=float)
     require(ages.size == n, "ages", f"must hold one age per worker ({n})", ages.size)
-    require(updates is not None and updates >= 1, "updates", "must be >= 1 with ages", updates)
-    return n - 1 - math.fsum(ages) / updates
+    return (n * updates - math.fsum(ages)) / contributions - 1.0
 
 
 def delayed_gd_critical_step(tau: int) -> float:

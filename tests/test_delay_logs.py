@@ -10,7 +10,13 @@ import pytest
 from asyncsim import load_scenario, run
 from asyncsim.params import ScenarioError
 from asyncsim.scenario import from_dict
+from scipy.stats import ks_2samp
+
+from asyncsim.calibrate import DelayLog, fit_delays, law_of, maxima
+from asyncsim.timing import Cluster, Server, simulate
 from asyncsim.timing.imported import TraceFile, assign_workers, delay_trace, first_read, read_delays
+from asyncsim.timing.laws import Constant
+from asyncsim.timing.protocols import Async, Drain
 
 DATA = Path(__file__).resolve().parents[1] / "scenarios" / "data"
 LOGS = ["BCD_sun_MNIST.csv", "BCD_sun_CIFAR100.csv", "BCD_sun_RCV1.csv"]
@@ -84,8 +90,7 @@ def test_every_layout_of_one_delay_per_update_reads_the_same_delays(tmp_path, te
     ("0\n1,2\n", "line 2: expected 1 value like the first row, got 2"),
     ("k,delay\n0,0\n2,1\n", ": column 'k' must count updates 0, 1, 2, ... (or from 1)"),
     ("0\n1\n1.5\n", "line 3: a delay must be a whole number >= 0, got 1.5"),
-    ("0,0,0\n1,0,1\n", " holds a per-worker-age matrix (3 columns: PIAG's layout, one row per iteration and one "
-                       "column per worker); protocol trace_file replays one delay per update"),
+    ("0,0,0\n1,0,1.5\n", "line 2: a delay must be a whole number >= 0, got 1.5"),
 ])
 def test_a_malformed_log_is_one_line_naming_the_file_and_the_line(tmp_path, text, message):
     path = tmp_path / "log.csv"
@@ -115,3 +120,78 @@ def test_the_shipped_scenario_replays_any_log_whole_and_says_how_it_found_the_wo
     assert res.summary.protocol_notes["workers_from"].startswith("chains: ")
     assert res.summary.to_json()["protocol_notes"] == res.summary.protocol_notes
     np.testing.assert_array_equal(res.trace.staleness, read_delays(DATA / "BCD_sun_CIFAR100.csv"))
+
+
+# ------------------------------------------------------------------------------------------- calibration from a log
+
+
+def run_cli(argv, capsys):
+    from asyncsim.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_calibrating_to_a_bcd_log_writes_the_scenario_that_was_fitted(root, tmp_path, capsys, name):
+    out = tmp_path / "cal.yaml"
+    scenario = root / "scenarios" / "real_delays" / "async_bcd.yaml"
+    code, text, _ = run_cli(["calibrate", str(scenario), "--from-delays", str(DATA / name), "--out", str(out)], capsys)
+    assert code == 0
+    reported = float(text.split("KS ")[1].split()[0])
+    assert reported <= 0.05  # at the noise floor of the logs themselves (the issue: 0.01-0.04)
+    calibrated = load_scenario(out)
+    assert calibrated.cluster.compute.sigma > 0 and calibrated.cluster.server.service.value == 0.0
+    # the written scenario, simulated as the fit did (4 times the log's length, its seed), gives the reported KS
+    log = read_delays(DATA / name)
+    trace = simulate(calibrated.cluster, calibrated.protocol, 4 * len(log), calibrated.seed)
+    assert round(ks_2samp(trace.staleness, delay_trace(log).staleness).statistic, 3) == reported
+
+
+def test_calibration_recovers_the_dispersion_of_a_simulated_log(tmp_path):
+    """A log made by a cluster of known compute-time dispersion (cv 0.3, another seed) is fitted back to it."""
+    truth = Cluster(workers=8, compute=law_of("lognormal", 0.3, 1.0))
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(map(str, simulate(truth, Async(), 3000, seed=11).staleness)) + "\n")
+    scenario = from_dict({"name": "fit", "problem": {"kind": "quadratic", "dim": 4},
+                          "cluster": {"workers": 8, "compute": {"kind": "exponential", "mean": 2.0}},
+                          "protocol": {"kind": "async"}, "algorithm": {"kind": "sgd", "lr": 0.1},
+                          "run": {"updates": 100}})
+    fit = fit_delays(scenario, path)
+    assert 0.22 <= fit.cv <= 0.4 and fit.ks <= 0.03 and fit.mean == 2.0 and fit.service_ratio is None
+    gamma = fit_delays(scenario, path, "gamma")
+    assert 0.22 <= gamma.cv <= 0.4 and gamma.compute_law()["kind"] == "gamma"
+
+
+def test_calibration_of_a_draining_server_recovers_its_service_ratio(tmp_path):
+    truth = Cluster(workers=6, compute=law_of("lognormal", 0.3, 1.0), server=Server(service=Constant(value=0.25)))
+    trace = simulate(truth, Drain(), 800, seed=11)
+    log = DelayLog("simulated", trace, maxima(trace))
+    scenario = from_dict({"name": "fit", "problem": {"kind": "quadratic", "dim": 4},
+                          "cluster": {"workers": 6, "compute": {"kind": "exponential", "mean": 1.0}},
+                          "protocol": {"kind": "drain"}, "algorithm": {"kind": "sgd", "lr": 0.1},
+                          "run": {"updates": 100}})
+    fit = fit_delays(scenario, log)
+    assert abs(fit.service_ratio - 0.25) <= 0.1 and 0.15 <= fit.cv <= 0.5
+    assert fit.ks <= 0.06 and fit.ks_max <= 0.1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["real_delays/async_bcd.yaml", "PIAG_sun_MNIST.csv"], "is a per-worker-age matrix (PIAG's log), the trace of a "
+                                                           "draining server; give a scenario with protocol drain, "
+                                                           "not async"),
+    (["protocols/sync.yaml", "BCD_sun_RCV1.csv"], "protocol.kind: calibration from a delay log fits an asynchronous "
+                                                  "server (async) or a draining one (drain), got sync"),
+    (["protocols/drain.yaml", "BCD_sun_RCV1.csv", "--set", "cluster.workers=4"],
+     "cluster.workers must be the log's 8 workers (from its worker chains), got 4"),
+    (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--from", "results/x"],
+     "give one of --from (a real run) and --from-delays (a delay log), not both"),
+])
+def test_calibration_mistakes_are_one_line(root, tmp_path, capsys, args, message):
+    scenario, log, *rest = args
+    out = tmp_path / "cal.yaml"
+    code, _, err = run_cli(["calibrate", str(root / "scenarios" / scenario), "--from-delays", str(DATA / log),
+                            "--out", str(out), *rest], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -325,7 +325,7 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys, root):
                                 "--engine simpy or auto"),
         (["predict", "--updates", "0"], "--updates must be >= 1, got 0"),
         (["reproduce", "no-such-thing"], "reproduction must be one of async-momentum, asysg-speedup, "
-                                         "delay-adaptive, delayed-gd-stability, optimal-time, order-statistics, "
+                                         "delay-adaptive, delay-logs, delayed-gd-stability, optimal-time, order-statistics, "
                                          "staleness-identity (or a YAML file), got 'no-such-thing'"),
         (["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")],
          f"{tmp_path / 'a'} is not a directory (a result directory written by asyncsim run)"),

@@ -5,6 +5,7 @@ from .base import Algorithm, ApplyInfo, average
 from .coordinate import AsySCD, BlockGrad
 from .delay import AsySG, DelayAdaptive, Koloskova, MinibatchSGD, RennalaSGD, RingmasterASGD
 from .gd import GD
+from .piag import PIAG, AsyncBCD
 from .elastic import EAMSGD, EASGD
 from .local_sgd import Downpour, LocalSGD
 from .seacd import SEACD
@@ -15,3 +16,4 @@ __all__ += ["AsySCD", "BlockGrad", "GD", "SEACD", "project"]
 __all__ += ["Downpour", "EAMSGD", "EASGD"]
 __all__ += ["ADMMNet"]
 __all__ += ["AsySG", "DelayAdaptive", "Koloskova", "MinibatchSGD", "RennalaSGD", "RingmasterASGD"]
+__all__ += ["AsyncBCD", "PIAG"]

@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import load_yaml
-from ..params import ScenarioError, build_dataclass, require, to_plain
+from ..params import ScenarioError, build_dataclass, relative_to, require, to_plain
 from ..scenario import check_name
-from . import delay_adaptive, delayed_gd, momentum, optimal_time, order_statistics, speedup, staleness  # noqa: F401  (registers the kinds)
+from . import delay_adaptive, delay_logs, delayed_gd, momentum, optimal_time, order_statistics, speedup, staleness  # noqa: F401  (registers the kinds)
 from .base import Outcome, Reproduction, describe, first_hit, span
 
 
@@ -90,7 +90,8 @@ def load(name_or_path: str | Path) -> Definition:
     versions = {}
     for version in ("quick", "full"):
         params = {**(data.get("params") or {}), **(data.get(version) or {})}
-        versions[version] = build_dataclass(cls, params, version)
+        with relative_to(path.parent):  # file paths in the parameters are relative to the reproduction file
+            versions[version] = build_dataclass(cls, params, version)
     return Definition(data["name"], data["title"], " ".join(data["source"].split()), seed, versions["quick"],
                       versions["full"], path)
 

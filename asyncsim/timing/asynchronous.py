@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import simpy
 
-from ..params import require
+from ..params import ParamError, require
 from .engine import FifoServer, Phase
 from .fast import async_trace
 from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
 
 def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = None, batch: int | None = None,
-              local_steps: int = 1, read_time=None) -> None:
+              local_steps: int = 1, read_time=None, drain: float | None = None) -> None:
     """The asynchronous parameter server and its variants (one implementation, options switched on by protocol).
 
     Worker w loops: get parameters (version v), compute ``local_steps`` gradients, send (uplink), queue at the
@@ -30,7 +30,13 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
       Tyurin and Richtarik 2025);
     - ``batch`` S: only contributions computed at the current version count; after S of them the server steps
       (one update of S contributions); the others are dropped (Rennala SGD, Tyurin and Richtarik 2023);
-    - ``read_time(w, step)``: a read takes time (shared memory): computing starts when it ends (``t_read_end``).
+    - ``read_time(w, step)``: a read takes time (shared memory): computing starts when it ends (``t_read_end``);
+    - ``drain`` g: the server applies, as one update, every contribution that arrived while it was busy (a master
+      that drains its queue, as PIAG's does).  An update opens when a contribution arrives at an idle server, or
+      when the server finishes its previous update; it takes every contribution that arrived by then (ties
+      included: the close comes after the arrivals of its instant) and is applied s (1 + g (m - 1)) later, with m
+      its contributions and s the server's service draw of the first of them (g = 0: a fixed cost per update;
+      g = 1: each contribution costs s).  Every contributor gets the new version in the reply.
 
     Failures (``cluster.failures``): work in progress at a crash is lost (status LOST) and so is an awaited reply;
     the worker rejoins when its down time ends and reads the server's current version.
@@ -44,6 +50,7 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
     computing: dict[int, tuple] = {}  # worker -> (process, read version) while computing or sending
     waiting: list[tuple] = []    # SSP: (step, event) of held replies
     pending: list[tuple] = []    # rennala: the kept contributions of the current version
+    drained = {"open": None, "busy": 0.0}  # drain: the update taking arrivals (rows, event); when the server is free
 
     def finish_step(w, step):
         completed[w] = max(completed[w], step + 1)
@@ -93,6 +100,32 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
         event = clock.at(t, Phase.APPLY, -1)
         event.callbacks.append(lambda _: action(arg, t))
         return event
+
+    def join(row, t_arrive):  # drain: the event of the update that takes this contribution
+        batch = drained["open"]
+        if batch is None:  # open one: it starts (and closes to arrivals) when the server is free
+            t_start = max(t_arrive, drained["busy"])
+            batch = drained["open"] = ([], clock.event())
+            clock.at(t_start, Phase.CLOSE, -1).callbacks.append(lambda _: close(batch, t_start))
+        batch[0].append(row)
+        return batch[1]
+
+    def close(batch, t):  # drain: the update takes what arrived by t and is applied after its service
+        rows, _ = batch
+        drained["open"] = None
+        w, step = rows[0][:2]
+        drained["busy"] = t_apply = t + service(w, step) * (1.0 + drain * (len(rows) - 1))
+        at_apply(t_apply, apply_drained, batch)
+
+    def apply_drained(batch, t):
+        rows, event = batch
+        k = server["version"]
+        for w, step, version, *times_ in rows:
+            log.add(k, w, step, version, -1, APPLIED, *times_[:3], t, times_[3])
+            finish_step(w, step)
+        server["version"] = k + 1
+        event.succeed()
+        created(t)
 
     def compute(w, step, t):
         if local_steps == 1:
@@ -168,6 +201,11 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 pending.clear()
                 server["full"] = True
                 event = at_apply(t_apply, apply_batch, rows)
+            elif drain is not None:  # (no failures: Drain.check_cluster)
+                yield join(row, t_arrive)
+                version = server["version"]
+                t_up = t_send = clock.now
+                continue
             else:
                 t_apply = fifo.serve(t_arrive, service(w, step - 1))
                 event = at_apply(t_apply, apply, row)
@@ -323,3 +361,39 @@ class Periodic(Protocol):
 
     def rows(self, workers, n_updates):
         return float(n_updates) * (workers if self.synchronous else 1)
+
+
+@register("drain")
+@dataclass(frozen=True, kw_only=True)
+class Drain(Protocol):
+    """A parameter server that drains its queue (the PIAG master of Aytekin, Feyzmahdavian and Johansson 2016, as
+    run by Wu et al. 2022): when it finishes an update it applies every contribution that arrived meanwhile as one
+    update, each with its own staleness, and replies to each contributor with the new version.  An update of m
+    contributions takes s (1 + ``service_growth`` (m - 1)), s the server's service draw (``cluster.server.service``)
+    of its first contribution.  With n always-busy workers and m contributions per update on average, the mean
+    staleness is n/m - 1 (the batched staleness identity; exactly sum_w (k_w + 1) / C - 1 for a finite run, k_w
+    the last update worker w contributed to and C the contributions).  With service time 0 only simultaneous
+    arrivals share an update; when every update has one contribution the trace is ``async``'s, bit for bit."""
+
+    service_growth: float = 0.0
+    family = Family.DRAINED
+
+    def __post_init__(self):
+        require(0.0 <= self.service_growth <= 1e6, "service_growth", "must be in [0, 1e6]", self.service_growth)
+
+    def run(self, sim):
+        self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
+        run_async(sim, drain=self.service_growth)
+
+    def check_cluster(self, cluster):
+        require(cluster.server.slots == 1, "cluster.server.slots",
+                "must be 1 under protocol drain (one master applies the updates)", cluster.server.slots)
+        if cluster.failures is not None:
+            raise ParamError("cluster.failures: protocol drain does not model failures (a crash while an update is "
+                             "pending); remove cluster.failures, or use protocol async")
+
+    def staleness_bound(self, cluster, n_updates):
+        return None  # (the asynchronous server's deterministic bound is not derived for batched updates)
+
+    def rows(self, workers, n_updates):
+        return float(n_updates) * min(workers, 4)  # about: an update holds a few contributions

@@ -1,4 +1,5 @@
-"""``trace_file``: a Trace built from an externally measured sequence of staleness values."""
+"""``trace_file``: a Trace built from a delay log measured on a real system (one delay per update, or PIAG's matrix
+of per-worker ages)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..files import read_text
-from ..params import ParamError, ScenarioError, require, resolve_path
+from ..params import ScenarioError, require, resolve_path
 from .cluster import LONGEST, Cluster
 from .durations import Durations
-from .protocol import Protocol, register
+from .protocol import Family, Protocol, register
 from .trace import Status, Trace
 
 
@@ -21,15 +22,17 @@ LAYOUTS = ("auto", "per_update", "per_worker")
 
 
 def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
-    """Per-update staleness values from a delay log, as in the logs of Wu et al. (ICML 2022).
+    """The delays of a delay log, as in the logs of Wu et al. (ICML 2022): a vector of per-update staleness
+    values, or a matrix of per-worker ages.
 
     The one reader for delay files.  It takes comments (``#``), blank lines, a UTF-8 byte-order mark, CRLF line
     ends, comma or whitespace separators, and one optional header line (names such as ``delay`` or ``k,delay``).
-    Layouts: one delay per update (a single column, or a ``delay`` column next to an index column ``k`` counting
-    0, 1, ...), or a per-worker-age matrix (several numeric columns: PIAG's log, one row per iteration and one
-    column per worker), which ``layout: auto`` detects and this protocol refuses with that reason.  Delays are whole
-    numbers >= 0, possibly written as floats (``7.000000000000000000e+00``).  Every malformed file is one line
-    naming the file, the line and what was expected.
+    Layouts (``layout: auto`` tells them apart): ``per_update``, one delay per update (a single column, or a
+    ``delay`` column next to an index column ``k`` counting 0, 1, ...), returned as a vector; ``per_worker``, a
+    per-worker-age matrix (several numeric columns: PIAG's log, one row per iteration k and one column per worker
+    w, the age of w's latest gradient in iteration k's aggregate), returned as a (K, n) matrix (see
+    :func:`age_trace`).  Delays are whole numbers >= 0, possibly written as floats (``7.000000000000000000e+00``).
+    Every malformed file is one line naming the file, the line and what was expected.
     """
     p = resolve_path(path)
     where = f"protocol.path {str(p)!r}"
@@ -62,11 +65,13 @@ def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
     table = np.array([v for _, v in rows], dtype=np.float64)
     lines = np.array([n for n, _ in rows])
     column = _delay_column(table, header, where, layout)
-    values = table[:, column]
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)) | (values > 2.0**62))
+    values = table if column is None else table[:, column]
+    flat = values.reshape(len(values), -1)
+    bad = np.argwhere(~np.isfinite(flat) | (flat < 0) | (flat != np.round(flat)) | (flat > 2.0**62))
     if len(bad):
-        rule = "must be at most 2**62" if values[bad[0]] > 2.0**62 else "must be a whole number >= 0"
-        raise ScenarioError(f"{where} line {lines[bad[0]]}: a delay {rule}, got {float(values[bad[0]])!r}")
+        value = float(flat[tuple(bad[0])])
+        rule = "must be at most 2**62" if value > 2.0**62 else "must be a whole number >= 0"
+        raise ScenarioError(f"{where} line {lines[bad[0][0]]}: a delay {rule}, got {value!r}")
     return values.astype(np.int64)
 
 
@@ -78,9 +83,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _delay_column(table: np.ndarray, header: list[str] | None, where: str, layout: str) -> int:
-    """Which column holds the per-update delays (see ``read_delays``)."""
+def _delay_column(table: np.ndarray, header: list[str] | None, where: str, layout: str) -> int | None:
+    """Which column holds the per-update delays (see ``read_delays``), or None for a per-worker-age matrix."""
     width = table.shape[1]
+    if layout == "per_worker":
+        return None
     if width == 1:
         return 0
     index = header is not None and width == 2 and header[0] in ("k", "update", "iteration", "index")
@@ -95,8 +102,7 @@ def _delay_column(table: np.ndarray, header: list[str] | None, where: str, layou
     if layout == "per_update":
         raise ScenarioError(f"{where}: protocol.layout per_update needs one delay per line (or an index column k "
                             f"and a delay column), got {width} columns")
-    raise ScenarioError(f"{where} holds a per-worker-age matrix ({width} columns: PIAG's layout, one row per "
-                        f"iteration and one column per worker); protocol trace_file replays one delay per update")
+    return None  # several columns of delays: one per worker
 
 
 def first_read(delays: np.ndarray) -> np.ndarray:
@@ -172,14 +178,71 @@ def delay_trace(delays: np.ndarray, seconds_per_update: float = 1.0, protocol: s
                  t_read=read * float(seconds_per_update), t_done=t_apply, t_arrive=t_apply, t_apply=t_apply)
 
 
+def age_trace(ages: np.ndarray, seconds_per_update: float = 1.0, protocol: str = "trace_file") -> Trace:
+    """The trace of a per-worker-age matrix (PIAG's log): ``ages[k, w]`` is the age, in iterations, of worker w's
+    latest gradient in iteration k's aggregate, so that gradient read version k - ages[k, w].
+
+    Worker w contributes a fresh gradient to update k when its age did not just grow by one (ages[k, w] !=
+    ages[k-1, w] + 1; every worker's first gradient is in update 0), so an update holds every gradient that
+    arrived while the master was busy: the trace of a draining server (protocol ``drain``), with one column per
+    worker.  Times as in :func:`delay_trace`.  :func:`trace_ages` gives the matrix back."""
+    ages = np.asarray(ages, dtype=np.int64)
+    K, n = ages.shape
+    k = np.arange(K)[:, None]
+    read = k - ages
+    late = np.argwhere(read < 0)
+    if len(late):
+        i, w = (int(x) for x in late[0])
+        raise ScenarioError(f"protocol.path: at iteration {i} worker {w}'s gradient is {ages[i, w]} iterations old, "
+                            f"more than the iterations before it ({i})")
+    fresh = np.ones((K, n), bool)
+    fresh[1:] = ages[1:] != ages[:-1] + 1
+    ks, ws = np.nonzero(fresh)  # row-major: ordered by (update, worker)
+    steps = np.cumsum(fresh, axis=0) - 1
+    for w in range(n):  # a worker reads only after its previous gradient was applied
+        mine = np.flatnonzero(fresh[:, w])
+        early = np.flatnonzero(read[mine[1:], w] < mine[:-1] + 1)
+        if len(early):
+            i = int(mine[1:][early[0]])
+            raise ScenarioError(f"protocol.path: at iteration {i} worker {w}'s fresh gradient read version "
+                                f"{read[i, w]}, before its previous gradient was applied (iteration "
+                                f"{int(mine[early[0]])})")
+    dt = float(seconds_per_update)
+    r = read[ks, ws]
+    t_apply = (ks + 1) * dt
+    return Trace(n_workers=n, protocol=protocol, update=ks, worker=ws, step=steps[ks, ws], read_version=r,
+                 round=np.full(len(ks), -1), status=np.full(len(ks), int(Status.APPLIED)), t_read=r * dt,
+                 t_done=t_apply, t_arrive=t_apply, t_apply=t_apply)
+
+
+def trace_ages(trace: Trace) -> np.ndarray:
+    """The per-worker-age matrix of a trace (the inverse of :func:`age_trace`): entry (k, w) is k minus the version
+    read by worker w's latest contribution applied in an update <= k, or -1 before its first.  Its row maximum is
+    the delay tau_k that PIAG's step rules use (the oldest gradient in iteration k's aggregate)."""
+    used = trace.used()
+    K, n = used.n_updates, trace.n_workers
+    last = np.full((K, n), -1)
+    last[used.update, used.worker] = np.arange(len(used))  # a worker contributes at most once per update
+    seen = np.maximum.accumulate(last, axis=0)  # row numbers grow with the update, so the latest is the largest
+    ages = np.arange(K)[:, None] - used.read_version[seen]
+    ages[seen < 0] = -1
+    return ages
+
+
+def max_ages(ages: np.ndarray) -> np.ndarray:
+    """tau_k = max_w ages[k, w]: the age of the oldest gradient in each iteration's aggregate."""
+    return ages.max(axis=1)
+
+
 @register("trace_file")
 @dataclass(frozen=True, kw_only=True)
 class TraceFile(Protocol):
-    """Delays imported from a delay log (see :func:`read_delays` for the formats), so that delays measured on a
-    real system drive the update rules; see :func:`delay_trace` for the times and :func:`assign_workers` for the
-    worker ids.  The cluster's timing is not used; ``seconds_per_update`` sets the time axis.  ``layout``: auto,
-    per_update or per_worker (the matrix of PIAG's logs, which this protocol refuses).  ``run.updates`` defaults
-    to the number of delays in the file."""
+    """Delays imported from a delay log (see :func:`read_delays` for the formats) so that delays measured on a real
+    system drive the update rules.  A log of one delay per update gives an asynchronous trace (:func:`delay_trace`;
+    workers from :func:`assign_workers`); a per-worker-age matrix (PIAG's log) gives the trace of a draining
+    server, one worker per column (:func:`age_trace`).  The cluster's timing is not used; ``seconds_per_update``
+    sets the time axis.  ``layout``: auto, per_update or per_worker.  ``run.updates`` defaults to the number of
+    updates in the file."""
 
     simulated = False
     bounds_staleness = True
@@ -192,30 +255,47 @@ class TraceFile(Protocol):
         require(0 < self.seconds_per_update <= LONGEST, "seconds_per_update", f"must be in (0, {LONGEST:g}]",
                 self.seconds_per_update)
         require(self.layout in LAYOUTS, "layout", f"must be one of {', '.join(LAYOUTS)}", self.layout)
-        if self.layout == "per_worker":
-            raise ParamError("layout per_worker (a per-worker-age matrix, PIAG's log) is not a trace of one delay per "
-                             "update; protocol trace_file reads layout per_update")
         object.__setattr__(self, "path", str(resolve_path(self.path)))
         object.__setattr__(self, "delays", read_delays(self.path, self.layout))
+
+    @property
+    def per_worker(self) -> bool:
+        """True for a per-worker-age matrix."""
+        return self.delays.ndim == 2
+
+    @property
+    def family(self):
+        return Family.DRAINED if self.per_worker else Family.ASYNC
 
     @property
     def given_updates(self) -> int:
         return len(self.delays)
 
     def check_updates(self, n_updates):
-        """The file must hold ``n_updates`` delays, each no larger than the number of updates before it."""
+        """The file must hold ``n_updates`` updates, each reading a version that existed."""
         if n_updates > len(self.delays):
-            raise ScenarioError(f"run.updates must be <= the {len(self.delays)} delays in {self.path} (leave it "
+            what = "rows of ages" if self.per_worker else "delays"
+            raise ScenarioError(f"run.updates must be <= the {len(self.delays)} {what} in {self.path} (leave it "
                                 f"out to replay the whole file), got {n_updates}")
-        first_read(self.delays[:n_updates])
+        if self.per_worker:
+            age_trace(self.delays[:n_updates])
+        else:
+            first_read(self.delays[:n_updates])
 
     def staleness_bound(self, cluster, n_updates):
         return int(self.delays[:n_updates].max(initial=0))
 
     def notes(self, n_updates) -> dict:
+        if self.per_worker:
+            trace = age_trace(self.delays[:n_updates])
+            return {"workers_from": f"columns: a per-worker-age matrix of {trace.n_workers} workers; a worker's "
+                                    "gradient is fresh when its age did not just grow by one",
+                    "contributions_per_update": len(trace) / n_updates}
         _, _, how = assign_workers(first_read(self.delays[:n_updates]))
         return {"workers_from": how}
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         self.check_updates(n_updates)
+        if self.per_worker:
+            return age_trace(self.delays[:n_updates], self.seconds_per_update)
         return delay_trace(self.delays[:n_updates], self.seconds_per_update)

@@ -44,6 +44,8 @@ class Family(Enum):
 
     ASYNC = "asynchronous: each contribution is its own update, on the version its worker read (consistent reads)"
     BATCHED = "batched: an update is S contributions computed at the current version"
+    DRAINED = ("drained: an update is every contribution that arrived while the server was busy, each on the version "
+               "its worker read (at most one per worker)")
     ROUNDS = "rounds: an update is the kept contributions of one version, with a barrier"
     SHARED_MEMORY = "shared memory: lock-free writes, reads that span time and may mix versions"
 
