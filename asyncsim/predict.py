@@ -21,7 +21,7 @@ from .scenario import Scenario, footprint
 from .timing.cluster import Cluster
 from .timing.laws import Bimodal, Constant, Exponential, scaled
 from .timing.protocol import Family
-from .timing.protocols import AllReduce, Async, Protocol, Rennala, Sync, simulate
+from .timing.protocols import AllReduce, Async, Drain, Protocol, Rennala, Sync, simulate
 
 
 def worker_laws(cluster: Cluster):
@@ -149,6 +149,14 @@ def _(protocol: AllReduce, timing, laws, lat, run):
     cost = (pd.Series(tr.t_apply).groupby(tr.update).first() - pd.Series(tr.t_done).groupby(tr.update).max())
     what = "all-reduce time per round (s)" if not timing.serial else "all-reduce + serial step per round (s)"
     return [(what, protocol.cost(timing.cluster, timing.message_bytes) + timing.serial, cost.mean())]
+
+
+@protocol_rows.register
+def _(protocol: Drain, timing, laws, lat, run):
+    tr = run(protocol).used()
+    m = len(tr) / tr.n_updates
+    return [(f"drain mean staleness (n/m - 1, m = {m:.3g} per update)",
+             theory.batched_mean_staleness(timing.cluster.workers, tr.n_updates, len(tr)), tr.staleness.mean())]
 
 
 def format_table(table: pd.DataFrame, scenario: Scenario) -> str:

@@ -294,3 +294,11 @@ def test_the_shipped_scenarios_run(root):
         m = result.metrics
         assert m["loss"].iloc[-1] < m["loss"].iloc[0], name
         assert (m["step_size"].iloc[1:] > 0).mean() > 0.5, name
+
+
+def test_predict_gives_the_batched_identity_for_drain(root):
+    from asyncsim.predict import predict
+
+    table = predict(asyncsim.load_scenario(root / "scenarios" / "protocols" / "drain.yaml"), updates=20_000)
+    row = table[table["quantity"].str.startswith("drain mean staleness (n/m - 1")].iloc[0]
+    assert row["rel_diff"] < 0.005 and row["predicted"] < 7  # batching: below async's n - 1

@@ -102,11 +102,11 @@ class WindowSteps:
 
 
 class PIAGState(NamedTuple):
-    """The master's state: the parameters, the latest gradient of every worker (zeros before its first), the
+    """The master's state: the parameters, the latest gradient of every worker (None before its first), the
     version each of those gradients read (-1: none yet) and the steps taken."""
 
     x: np.ndarray
-    grads: np.ndarray
+    grads: tuple[np.ndarray | None, ...]
     reads: tuple[int, ...]
     history: History
 
@@ -137,7 +137,7 @@ class PIAG(WindowSteps, Algorithm):
     with every gradient that arrived since the last iteration refreshed first (a draining server: protocol
     ``drain``, or a logged PIAG run through ``trace_file``), tau_{k,i} the age of worker i's gradient, tau_k =
     max_i tau_{k,i} the delay of the step rule (``window_step``), P the projection onto the box [lower, upper]
-    (the prox of its indicator) and a worker that has sent nothing yet counted as 0.  With equal shards the mean
+    (the prox of its indicator) and a worker that has sent nothing yet left out of the sum (its g_i is 0).  With equal shards the mean
     of the g_i at one point is grad f."""
 
     lower: float | None = None
@@ -169,10 +169,12 @@ class PIAG(WindowSteps, Algorithm):
     def draw(self, problem, rng, n_steps):
         return np.zeros(n_steps)  # a worker's gradient is over its whole shard: no randomness
 
+    def memory(self, problem, workers, vectors_per_worker=3.0):
+        """The gradient table adds a vector per worker to the default estimate."""
+        return super().memory(problem, workers, vectors_per_worker)
+
     def init(self, x0, n_workers):
-        grads = np.zeros((n_workers, len(x0)))
-        grads.flags.writeable = False
-        state = PIAGState(project(x0, self.lower, self.upper), grads, (-1,) * n_workers, History([], 0))
+        state = PIAGState(project(x0, self.lower, self.upper), (None,) * n_workers, (-1,) * n_workers, History([], 0))
         return state, tuple(Shard(w, n_workers) for w in range(n_workers))
 
     def local(self, snapshot, worker_state, problem, draw):
@@ -181,19 +183,17 @@ class PIAG(WindowSteps, Algorithm):
 
     def apply(self, server_state, messages, info):
         x, grads, reads, history = server_state
-        grads = grads.copy()
-        reads = list(reads)
+        grads, reads = list(grads), list(reads)
         for w, tau, g in zip(info.workers, info.staleness, messages):
             grads[w] = g
             reads[w] = info.update - tau
-        grads.flags.writeable = False
         present = [w for w, r in enumerate(reads) if r >= 0]
         tau_k = info.update - min(reads[w] for w in present)
         gamma = self._step(history, tau_k)
         n = len(reads)
         if gamma > 0:
             x = project(x - gamma * (total([grads[w] for w in present]) / n), self.lower, self.upper)
-        return PIAGState(x, grads, tuple(reads), history.append(gamma))
+        return PIAGState(x, tuple(grads), tuple(reads), history.append(gamma))
 
     def params(self, server_state):
         return server_state.x
