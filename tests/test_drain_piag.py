@@ -140,6 +140,15 @@ def test_an_impossible_matrix_is_one_line(ages, message):
     assert str(err.value).startswith(f"protocol.path: {message}")
 
 
+def test_an_impossible_matrix_file_names_its_line(tmp_path):
+    path = tmp_path / "ages.csv"
+    path.write_text("# ages\n0,0\n0,1\n\n3,2\n")
+    with pytest.raises(ScenarioError) as err:
+        read_delays(path)
+    assert str(err.value) == (f"protocol.path {str(path)!r} line 5: at iteration 2 worker 0's gradient is 3 "
+                              "iterations old, more than the iterations before it (2)")
+
+
 def test_trace_file_reads_the_matrix_as_a_draining_trace(tmp_path):
     path = tmp_path / "ages.csv"
     path.write_text("# PIAG, 2 workers\nw0,w1\n0,0\n1,0\n1,1\n")

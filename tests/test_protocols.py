@@ -507,10 +507,11 @@ def test_trace_file_errors_name_the_problem(tmp_path):
     with pytest.raises(ScenarioError, match="line 4"):
         TraceFile(path=str(path))
     path.write_text("0\n1\n5\n")
+    with pytest.raises(ScenarioError, match="line 3: delay 5 of update 2 is larger than the number of earlier"):
+        TraceFile(path=str(path))  # refused when the file is read, naming its line
+    path.write_text("0\n1\n1\n")
     protocol = TraceFile(path=str(path))
     cluster = Cluster(workers=1, compute=Constant(value=1.0))
-    with pytest.raises(ScenarioError, match="delay 5 of update 2"):
-        simulate(cluster, protocol, 3, seed=0)
     with pytest.raises(ScenarioError, match="run.updates must be <= the 3 delays"):
         simulate(cluster, protocol, 4, seed=0)
     assert simulate(cluster, protocol, 2, seed=0).staleness.tolist() == [0, 1]

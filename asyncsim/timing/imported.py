@@ -72,7 +72,11 @@ def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
         value = float(flat[tuple(bad[0])])
         rule = "must be at most 2**62" if value > 2.0**62 else "must be a whole number >= 0"
         raise ScenarioError(f"{where} line {lines[bad[0][0]]}: a delay {rule}, got {value!r}")
-    return values.astype(np.int64)
+    values = values.astype(np.int64)
+    bad = impossible(values)
+    if bad is not None:
+        raise ScenarioError(f"{where} line {lines[bad[0]]}: {bad[1]}")
+    return values
 
 
 def _is_number(text: str) -> bool:
@@ -105,16 +109,51 @@ def _delay_column(table: np.ndarray, header: list[str] | None, where: str, layou
     return None  # several columns of delays: one per worker
 
 
+def impossible(delays: np.ndarray) -> tuple[int, str] | None:
+    """The first row of a delay log that no run can have made, and why, or None.  One delay per update: a delay
+    larger than the number of earlier updates.  A per-worker-age matrix: an age larger than the iteration, or a
+    fresh gradient (see :func:`age_trace`) that read a version before its worker's previous gradient was applied."""
+    K = len(delays)
+    read = (np.arange(K) - delays.T).T
+    late = np.argwhere(read < 0)
+    if len(late):
+        i = int(late[0][0])
+        if delays.ndim == 1:
+            return i, f"delay {delays[i]} of update {i} is larger than the number of earlier updates ({i})"
+        w = int(late[0][1])
+        return i, (f"at iteration {i} worker {w}'s gradient is {delays[i, w]} iterations old, more than the "
+                   f"iterations before it ({i})")
+    if delays.ndim == 1:
+        return None
+    fresh = fresh_gradients(delays)
+    early = []
+    for w in range(delays.shape[1]):  # a worker reads only after its previous gradient was applied
+        mine = np.flatnonzero(fresh[:, w])
+        bad = np.flatnonzero(read[mine[1:], w] < mine[:-1] + 1)
+        if len(bad):
+            early.append((int(mine[1:][bad[0]]), w, int(mine[bad[0]])))
+    if not early:
+        return None
+    i, w, previous = min(early)
+    return i, (f"at iteration {i} worker {w}'s fresh gradient read version {read[i, w]}, before its previous "
+               f"gradient was applied (iteration {previous})")
+
+
+def fresh_gradients(ages: np.ndarray) -> np.ndarray:
+    """Which entries of a per-worker-age matrix are fresh gradients: every worker's first (row 0), and after it
+    each entry whose age did not just grow by one (ages[k, w] != ages[k-1, w] + 1)."""
+    fresh = np.ones(ages.shape, bool)
+    fresh[1:] = ages[1:] != ages[:-1] + 1
+    return fresh
+
+
 def first_read(delays: np.ndarray) -> np.ndarray:
     """The versions r_k = k - delays[k] the updates read; a delay larger than the number of earlier updates is an
     error naming it."""
-    read = np.arange(len(delays)) - delays
-    late = np.flatnonzero(read < 0)
-    if len(late):
-        i = int(late[0])
-        raise ScenarioError(f"protocol.path: delay {delays[i]} of update {i} is larger than the number of earlier "
-                            f"updates ({i})")
-    return read
+    bad = impossible(delays)
+    if bad is not None:
+        raise ScenarioError(f"protocol.path: {bad[1]}")
+    return np.arange(len(delays)) - delays
 
 
 def assign_workers(read: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
@@ -182,35 +221,22 @@ def age_trace(ages: np.ndarray, seconds_per_update: float = 1.0, protocol: str =
     """The trace of a per-worker-age matrix (PIAG's log): ``ages[k, w]`` is the age, in iterations, of worker w's
     latest gradient in iteration k's aggregate, so that gradient read version k - ages[k, w].
 
-    Worker w contributes a fresh gradient to update k when its age did not just grow by one (ages[k, w] !=
-    ages[k-1, w] + 1; every worker's first gradient is in update 0), so an update holds every gradient that
+    Worker w contributes a fresh gradient to update k when its age did not just grow by one
+    (:func:`fresh_gradients`; every worker's first gradient is in update 0), so an update holds every gradient that
     arrived while the master was busy: the trace of a draining server (protocol ``drain``), with one column per
     worker.  Times as in :func:`delay_trace`.  :func:`trace_ages` gives the matrix back."""
     ages = np.asarray(ages, dtype=np.int64)
-    K, n = ages.shape
-    k = np.arange(K)[:, None]
-    read = k - ages
-    late = np.argwhere(read < 0)
-    if len(late):
-        i, w = (int(x) for x in late[0])
-        raise ScenarioError(f"protocol.path: at iteration {i} worker {w}'s gradient is {ages[i, w]} iterations old, "
-                            f"more than the iterations before it ({i})")
-    fresh = np.ones((K, n), bool)
-    fresh[1:] = ages[1:] != ages[:-1] + 1
+    bad = impossible(ages)
+    if bad is not None:
+        raise ScenarioError(f"protocol.path: {bad[1]}")
+    read = np.arange(len(ages))[:, None] - ages
+    fresh = fresh_gradients(ages)
     ks, ws = np.nonzero(fresh)  # row-major: ordered by (update, worker)
     steps = np.cumsum(fresh, axis=0) - 1
-    for w in range(n):  # a worker reads only after its previous gradient was applied
-        mine = np.flatnonzero(fresh[:, w])
-        early = np.flatnonzero(read[mine[1:], w] < mine[:-1] + 1)
-        if len(early):
-            i = int(mine[1:][early[0]])
-            raise ScenarioError(f"protocol.path: at iteration {i} worker {w}'s fresh gradient read version "
-                                f"{read[i, w]}, before its previous gradient was applied (iteration "
-                                f"{int(mine[early[0]])})")
     dt = float(seconds_per_update)
     r = read[ks, ws]
     t_apply = (ks + 1) * dt
-    return Trace(n_workers=n, protocol=protocol, update=ks, worker=ws, step=steps[ks, ws], read_version=r,
+    return Trace(n_workers=ages.shape[1], protocol=protocol, update=ks, worker=ws, step=steps[ks, ws], read_version=r,
                  round=np.full(len(ks), -1), status=np.full(len(ks), int(Status.APPLIED)), t_read=r * dt,
                  t_done=t_apply, t_arrive=t_apply, t_apply=t_apply)
 
