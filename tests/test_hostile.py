@@ -199,7 +199,8 @@ def test_a_bad_value_is_one_line_naming_the_field(tmp_path, capsys, kind):
 
 
 def test_data_files_errors_name_the_field_and_the_file(tmp_path, capsys):
-    (tmp_path / "delays.txt").write_text("0\n1\n5\n")
+    (tmp_path / "delays.txt").write_text("0\n1\n1\n")
+    (tmp_path / "impossible.txt").write_text("0\n1\n5\n")
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "image.csv").write_bytes(PNG)
     (tmp_path / "short.csv").write_text("1.0,1.0,1.0,1.0\n" * 10)
@@ -207,8 +208,9 @@ def test_data_files_errors_name_the_field_and_the_file(tmp_path, capsys):
     cases = [
         (delays | {"run": {"updates": 5}}, f"run.updates must be <= the 3 delays in {tmp_path / 'delays.txt'} "
                                            "(leave it out to replay the whole file), got 5"),
-        (delays | {"run": {"updates": 3}}, "protocol.path: delay 5 of update 2 is larger than the number of "
-                                           "earlier updates (2)"),
+        ({"protocol": {"kind": "trace_file", "path": "impossible.txt"}},
+         f"protocol.path '{tmp_path / 'impossible.txt'}' line 3: delay 5 of update 2 is larger than the number of "
+         "earlier updates (2)"),
         ({"protocol": {"kind": "trace_file", "path": "empty.txt"}},
          f"protocol.path '{tmp_path / 'empty.txt'}' is empty"),
         ({"cluster": {"compute": None, "compute_trace": {"path": "image.csv"}}},

@@ -4,7 +4,9 @@ of per-worker ages)."""
 from __future__ import annotations
 
 import heapq
+import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,17 +38,69 @@ def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
     """
     p = resolve_path(path)
     where = f"protocol.path {str(p)!r}"
-    rows, header, first_line = [], None, None
     content = read_text(p, "protocol.path")
+    header, table = _numpy_table(content)
+    if table is None:  # not a clean table: read it line by line, which names the first bad line
+        header, table = _line_table(content, where)
+    column = _delay_column(table, header, where, layout)
+    values = table if column is None else table[:, column]
+    flat = values.reshape(len(values), -1)
+    bad = np.argwhere(~np.isfinite(flat) | (flat < 0) | (flat != np.round(flat)) | (flat > 2.0**62))
+    if len(bad):
+        value = float(flat[tuple(bad[0])])
+        rule = "must be at most 2**62" if value > 2.0**62 else "must be a whole number >= 0"
+        raise ScenarioError(f"{where} line {_line_of(content, bad[0][0])}: a delay {rule}, got {value!r}")
+    values = values.astype(np.int64)
+    bad = impossible(values)
+    if bad is not None:
+        raise ScenarioError(f"{where} line {_line_of(content, bad[0])}: {bad[1]}")
+    return values
+
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _fields(text: str) -> list[str]:
+    return [f for f in re.split(r"[,\s]+", text) if f]
+
+
+def _header(fields: list[str]) -> list[str] | None:
+    """The first line's fields as a header (lower case) when they are all names, else None."""
+    return [f.lower() for f in fields] if all(NAME.fullmatch(f) for f in fields) else None
+
+
+def _numpy_table(content: str) -> tuple[list[str] | None, np.ndarray | None]:
+    """(header, table) of a well-formed log, parsed in numpy's C reader (a log of 64 MiB in seconds, in about the
+    memory of its numbers); (None, None) when the file is not a clean table of numbers, for :func:`_line_table`
+    to say why."""
+    body = re.sub(r"#[^\r\n]*", "", content).replace(",", " ")
+    first = re.search(r"\S[^\r\n]*", body)
+    if first is None:
+        return None, None
+    header = _header(first.group().split())
+    if header is not None:
+        body = body[:first.start()] + body[first.end():]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns about a file without data rows: said by _line_table
+            table = np.loadtxt(io.StringIO(body.replace("\r", "\n")), ndmin=2, dtype=np.float64, comments=None)
+    except ValueError:
+        return None, None
+    return (header, table) if table.size else (None, None)
+
+
+def _line_table(content: str, where: str) -> tuple[list[str] | None, np.ndarray]:
+    """(header, table) read line by line; every malformed file raises one line naming its first bad line."""
+    rows, header, first_line = [], None, None
     for number, line in enumerate(content.splitlines(), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        fields = [f for f in re.split(r"[,\s]+", text) if f]
+        fields = _fields(text)
         if first_line is None:
             first_line = number
-            if all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f) for f in fields):  # a header line of names
-                header = [f.lower() for f in fields]
+            header = _header(fields)
+            if header is not None:
                 continue
         try:
             rows.append((number, [float(f) for f in fields]))
@@ -62,21 +116,19 @@ def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
         if len(values) != width:
             raise ScenarioError(f"{where} line {number}: expected {width} value{'s' * (width != 1)} like the "
                                 f"first row, got {len(values)}")
-    table = np.array([v for _, v in rows], dtype=np.float64)
-    lines = np.array([n for n, _ in rows])
-    column = _delay_column(table, header, where, layout)
-    values = table if column is None else table[:, column]
-    flat = values.reshape(len(values), -1)
-    bad = np.argwhere(~np.isfinite(flat) | (flat < 0) | (flat != np.round(flat)) | (flat > 2.0**62))
-    if len(bad):
-        value = float(flat[tuple(bad[0])])
-        rule = "must be at most 2**62" if value > 2.0**62 else "must be a whole number >= 0"
-        raise ScenarioError(f"{where} line {lines[bad[0][0]]}: a delay {rule}, got {value!r}")
-    values = values.astype(np.int64)
-    bad = impossible(values)
-    if bad is not None:
-        raise ScenarioError(f"{where} line {lines[bad[0]]}: {bad[1]}")
-    return values
+    return header, np.array([v for _, v in rows], dtype=np.float64)
+
+
+def _line_of(content: str, row: int) -> int:
+    """The line number (from 1) of data row ``row`` (from 0) of a log: the lines that hold more than a comment,
+    after the header if there is one."""
+    numbers, texts = [], []
+    for number, line in enumerate(content.splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            numbers.append(number)
+            texts.append(text)
+    return numbers[row + (_header(_fields(texts[0])) is not None)]
 
 
 def _is_number(text: str) -> bool:
