@@ -339,7 +339,7 @@ def describe_fit(fit: DelayFit) -> str:
     """The fitted values, the KS distances, and the mean and p99 of the log's and the simulation's delays."""
     law = fit.compute_law()
     params = ", ".join(f"{k} {v:.4g}" for k, v in law.items() if k != "kind")
-    lines = [f"  compute law        {fit.law} ({params}; coefficient of variation {fit.cv:.4g})"]
+    lines = [f"  compute law        {fit.law} ({params}; coefficient of variation {fit.cv:.3g})"]
     if fit.service_ratio is not None:
         lines.append(f"  server service     {fit.service_ratio:.4g} x the mean compute time "
                      f"({fit.service_ratio * fit.mean:.4g} s)")

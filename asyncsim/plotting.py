@@ -37,9 +37,14 @@ def plot_loss(metrics: pd.DataFrame, ax=None, label: str | None = None):
     column = "suboptimality" if "suboptimality" in metrics else "loss"
     x, y = drawable(metrics["time"], metrics[column], ax)
     ax.plot(x, y, label=label)
-    if len(y) and np.all(y > 0):
-        ax.set_yscale("log")
-    if len(y) < len(metrics):
+    positive = y[y > 0]
+    if len(positive) > 1 and (positive.max() > 100 * positive.min() or len(positive) == len(y)):
+        ax.set_yscale("log", nonpositive="mask")
+        zero = np.flatnonzero(y == 0)
+        if len(zero):  # f - f* below rounding: not on a log axis, so say where it starts
+            ax.axvline(x[zero[0]], color="0.5", ls=":", lw=1, label=f"exactly 0 (below rounding) from t = "
+                       f"{x[zero[0]]:.4g}")
+    if len(y) < len(metrics) or ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("f(x) - f*" if column == "suboptimality" else "f(x)")
@@ -47,13 +52,13 @@ def plot_loss(metrics: pd.DataFrame, ax=None, label: str | None = None):
     return ax
 
 
-def plot_staleness(trace: pd.DataFrame, ax=None, predicted=None):
-    """Histogram of the staleness tau_k = k - r_k of every applied contribution, with its mean, and the predicted
-    law P(tau = j) (a sequence indexed by j) overlaid when given."""
+def plot_staleness(trace: pd.DataFrame, ax=None, predicted=None, source: str = "simulated"):
+    """Histogram of the staleness tau_k = k - r_k of every applied contribution (labelled ``source``), with its
+    mean, and the predicted law P(tau = j) (a sequence indexed by j) overlaid when given."""
     ax = ax or plt.figure(figsize=(6, 4)).gca()
     tau = _applied(trace)["staleness"].to_numpy()
     edges = np.arange(tau.max() + 2) - 0.5 if tau.max() < 200 else 100
-    ax.hist(tau, bins=edges, density=True, color="tab:blue", alpha=0.8, label="simulated")
+    ax.hist(tau, bins=edges, density=True, color="tab:blue", alpha=0.8, label=source)
     if predicted is not None:
         p = np.asarray(predicted)
         ax.plot(np.arange(len(p)), p, "o-", ms=3, color="k", lw=1, label="predicted")
@@ -64,13 +69,14 @@ def plot_staleness(trace: pd.DataFrame, ax=None, predicted=None):
     return ax
 
 
-def plot_shares(trace: pd.DataFrame, ax=None, predicted=None):
-    """Each worker's share of the applied contributions (bars), and the predicted shares (markers) when given."""
+def plot_shares(trace: pd.DataFrame, ax=None, predicted=None, source: str = "simulated"):
+    """Each worker's share of the applied contributions (bars, labelled ``source``), and the predicted shares
+    (markers) when given."""
     ax = ax or plt.figure(figsize=(6, 4)).gca()
     used = _applied(trace)
     n = int(trace["worker"].max()) + 1
     share = np.bincount(used["worker"], minlength=n) / len(used)
-    ax.bar(np.arange(n), share, color="tab:blue", alpha=0.8, label="simulated")
+    ax.bar(np.arange(n), share, color="tab:blue", alpha=0.8, label=source)
     if predicted is not None:
         ax.plot(np.arange(len(predicted)), predicted, "k_", ms=14, mew=2, label="predicted")
     ax.set_xlabel("worker")
@@ -132,14 +138,15 @@ def _applied(trace: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_plots(metrics: pd.DataFrame, trace: pd.DataFrame, directory, title: str = "",
-               predicted: dict | None = None) -> list[str]:
+               predicted: dict | None = None, source: str = "simulated") -> list[str]:
     """Write loss.png, staleness.png, shares.png and timeline.png into ``directory``; return the file names.
-    ``predicted`` may hold ``staleness_pmf`` and ``worker_shares`` to overlay."""
+    ``predicted`` may hold ``staleness_pmf`` and ``worker_shares`` to overlay; ``source`` says where the trace
+    comes from (simulated, measured, a delay log)."""
     predicted = predicted or {}
     names = []
     for name, draw in (("loss", lambda ax: plot_loss(metrics, ax)),
-                       ("staleness", lambda ax: plot_staleness(trace, ax, predicted.get("staleness_pmf"))),
-                       ("shares", lambda ax: plot_shares(trace, ax, predicted.get("worker_shares"))),
+                       ("staleness", lambda ax: plot_staleness(trace, ax, predicted.get("staleness_pmf"), source)),
+                       ("shares", lambda ax: plot_shares(trace, ax, predicted.get("worker_shares"), source)),
                        ("timeline", lambda ax: plot_timeline(trace, ax))):
         fig, ax = plt.subplots(figsize=(8, 4) if name == "timeline" else (6, 4))
         draw(ax)

@@ -146,7 +146,7 @@ def write_results(result, out_dir, plots: bool = True) -> Path:
 
             (tmp / "plots").mkdir()
             save_plots(result.metrics, result.trace.to_frame(), tmp / "plots", result.scenario.name,
-                       result.summary.predicted)
+                       result.summary.predicted, source_of(result.summary))
             if getattr(result.problem, "is_image", False):  # the picture the run ends with, pixel for pixel
                 save_image(result.problem.reconstruction(result.x), tmp / "plots" / "reconstruction.png")
         (tmp / "summary.json").write_text(json.dumps(result.summary.to_json(), indent=2) + "\n")
@@ -160,7 +160,19 @@ def draw_plots(directory) -> list[str]:
     d = Path(directory)
     res = read_results(d)
     (d / "plots").mkdir(exist_ok=True)
-    return save_plots(res.metrics, res.trace.to_frame(), d / "plots", res.summary.scenario, res.summary.predicted)
+    return save_plots(res.metrics, res.trace.to_frame(), d / "plots", res.summary.scenario, res.summary.predicted,
+                      source_of(res.summary))
+
+
+def source_of(summary) -> str:
+    """Where a run's trace comes from, for the plots' legends: measured (real mode), simulated, or given by a
+    protocol that does not simulate (a delay log's ``trace_file``)."""
+    from .timing.protocols import Protocol
+
+    if summary.mode == "real":
+        return "measured"
+    cls = Protocol.registry.get(summary.protocol) if summary.protocol in Protocol.registry.kinds() else None
+    return "simulated" if cls is None or cls.simulated else f"from {summary.protocol}"
 
 
 def _replaceable(path: Path) -> bool:

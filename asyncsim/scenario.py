@@ -149,6 +149,10 @@ def check(s: Scenario) -> None:
     budget.check(footprint(s))
     protocol.check_cluster(cluster)
     protocol.check_updates(K)
+    if not algorithm.accepts(protocol) and kind(protocol) in algorithm.protocols:  # the kind can, not as given
+        name, what = protocol.family.value.split(": ", 1)
+        raise ScenarioError(f"protocol.kind: {kind(protocol)} as given here forms {name} updates ({what}), which "
+                            f"algorithm {kind(algorithm)} is not defined under")
     require(algorithm.accepts(protocol), "protocol.kind", f"must be one of {', '.join(algorithm.protocols)} for "
             f"algorithm {kind(algorithm)}", kind(protocol))
     protocol.check(algorithm)

@@ -80,3 +80,18 @@ def test_problem_data_depend_only_on_the_seed():
     b = LeastSquares().build(generator(3, Stream.DATA))
     c = LeastSquares().build(generator(4, Stream.DATA))
     assert np.array_equal(a.A, b.A) and np.array_equal(a.y, b.y) and not np.array_equal(a.A, c.A)
+
+
+def test_logistic_newton_reaches_its_tolerance_where_the_loss_cannot_tell_steps_apart():
+    """Nearly separable data (small l2, strong signal): near the optimum the loss changes below its rounding, so
+    a line search on it stalls; Newton must still reach a gradient norm of 1e-12 (seed 2 stalled with one BLAS
+    thread, the thread count every run pins)."""
+    from threadpoolctl import threadpool_limits
+
+    from asyncsim.problems.logistic import Logistic
+    from asyncsim.rng import Stream, generator
+
+    with threadpool_limits(1):
+        for seed in range(4):
+            problem = Logistic(n_samples=2000, dim=100, l2=1e-4, signal=10.0).build(generator(seed, Stream.DATA))
+            assert np.linalg.norm(problem.grad(problem.optimum)) < 1e-12

@@ -17,8 +17,9 @@ class LogisticProblem(FiniteSum):
     """f(x) = (1/n) sum_i log(1 + exp(-y_i a_i^T x)) + (l2/2) ||x||^2 with labels y_i in {-1, +1};
     grad over B: -(1/|B|) A_B^T (y_B * sigmoid(-y_B * A_B x)) + l2 x.  L = ||A||_2^2 / (4n) + l2.
 
-    With l2 > 0 the problem is strongly convex and the optimum is found by Newton's method with backtracking to a
-    gradient norm of 1e-12; with l2 = 0 it may not exist and ``optimum`` is None."""
+    With l2 > 0 the problem is strongly convex and the optimum is found by Newton's method to a gradient norm of
+    1e-12, with backtracking while the predicted decrease is above the loss's rounding (below it, full steps); with
+    l2 = 0 it may not exist and ``optimum`` is None."""
 
     def __init__(self, A, y, l2):
         super().__init__(A, y)
@@ -45,8 +46,9 @@ class LogisticProblem(FiniteSum):
             H = (self.A.T * (p * (1 - p))) @ self.A / self.n_samples + self.l2 * np.eye(self.dim)
             step = np.linalg.solve(H, g)
             t, f0 = 1.0, self.loss(x)
-            while self.loss(x - t * step) > f0 - 0.25 * t * float(g @ step) and t > 1e-10:
-                t /= 2
+            if float(g @ step) > 1e-13 * max(1.0, abs(f0)):  # backtrack while the decrease is above rounding;
+                while self.loss(x - t * step) > f0 - 0.25 * t * float(g @ step) and t > 1e-10:  # near the
+                    t /= 2  # optimum the loss cannot tell steps apart, and full Newton steps converge quadratically
             x = x - t * step
         raise RuntimeError("Newton's method did not reach a gradient norm of 1e-12 in 100 iterations")
 

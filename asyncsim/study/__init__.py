@@ -183,10 +183,14 @@ def _draw(out: Path, study: Study, result: StudyResult, runs: list[Run], tmp: Pa
 
     metrics = set(result.curves["metric"])
     loss = "suboptimality" if "suboptimality" in metrics else "loss"
-    save_figure(plot_curves(result.curves, study, loss, "f(x) - f*" if loss == "suboptimality" else "loss f(x)"),
-                tmp / "curves.png")
+    names = {}  # a study of one point: each tuned variant's legend entry names its value
+    if len(study.points) == 1 and len(result.tuning):
+        for _, row in result.tuning[result.tuning["chosen"]].iterrows():
+            names[row["variant"]] = f"{row['variant']} ({row['key'].rsplit('.', 1)[-1]} {row['value']:g})"
+    save_figure(plot_curves(result.curves, study, loss, "f(x) - f*" if loss == "suboptimality" else "loss f(x)",
+                            names), tmp / "curves.png")
     if "test_accuracy" in metrics:
-        save_figure(plot_curves(result.curves, study, "test_accuracy", "test accuracy"), tmp / "accuracy.png")
+        save_figure(plot_curves(result.curves, study, "test_accuracy", "test accuracy", names), tmp / "accuracy.png")
     save_figure(plot_time_to_target(result.table, study, target_rule(study)), tmp / "time_to_target.png")
     images = {}
     for run in runs:

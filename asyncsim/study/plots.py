@@ -13,6 +13,7 @@ from matplotlib.ticker import NullFormatter
 
 from ..plotting import SHOWN
 from .tables import CI_METHOD, _plain_value, half_width
+from ..targets import Target
 from .spec import Study
 
 GRID = 200
@@ -48,11 +49,13 @@ def band(curves: list[tuple[np.ndarray, np.ndarray]], log: bool = False, logx: b
     return (grid, *(10.0 ** np.array([mean, lo, hi]) if log else (mean, lo, hi)))
 
 
-def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
+def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str, names: dict[str, str] | None = None):
     """``metric`` against simulated time: the mean over seeds with its confidence band, one colour per variant and
     a panel per swept point; a study of one point and more than eight variants gets a panel per variant instead
     (the others drawn thin and grey behind it), so no legend holds more than eight entries.  A positive loss is
-    drawn on a log scale, an accuracy against log time (its rise is early)."""
+    drawn on a log scale, an accuracy against log time (its rise is early).  ``names`` gives a variant's legend
+    entry (its tuned value); the study's target level is drawn when it is on this metric."""
+    names = names or {}
     points, variants = study.points, study.variants
     per_variant = len(points) == 1 and len(variants) > 8
     panels = variants if per_variant else points
@@ -93,6 +96,8 @@ def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
             (line,) = ax.plot(grid, mean, color=palette[key[1]], lw=1.5)
             ax.fill_between(grid, lo, hi, color=palette[key[1]], alpha=0.22, lw=0)
             handles[key[1]] = line
+        if isinstance(study.target, Target) and study.target.metric == metric:  # (not a gap fraction)
+            handles["target"] = ax.axhline(study.target.level, color="0.35", ls=":", lw=1)
         title = panel if per_variant else ", ".join(f"{k.rsplit('.', 1)[-1]} = {v}" for k, v in panel)
         ax.set_title(title, fontsize=9)
         ax.grid(True, alpha=0.3)
@@ -111,7 +116,8 @@ def plot_curves(curves: pd.DataFrame, study: Study, metric: str, label: str):
     if per_variant:
         fig.suptitle(f"{study.name}: {label}\n{what}; the other variants in grey", fontsize=10)
     else:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
+        entries = [f"target {study.target.level:g}" if k == "target" else names.get(k, k) for k in handles]
+        fig.legend(list(handles.values()), entries, loc="outside right upper", fontsize=8,
                    title=what.replace(", band", "\nband"), title_fontsize=7)
         fig.suptitle(f"{study.name}: {label}", fontsize=10)
     return fig

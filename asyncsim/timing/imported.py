@@ -365,10 +365,13 @@ class TraceFile(Protocol):
 
     def notes(self, n_updates) -> dict:
         if self.per_worker:
-            trace = age_trace(self.delays[:n_updates])
+            ages = self.delays[:n_updates]
+            trace, tau = age_trace(ages), max_ages(ages)
             return {"workers_from": f"columns: a per-worker-age matrix of {trace.n_workers} workers; a worker's "
                                     "gradient is fresh when its age did not just grow by one",
-                    "contributions_per_update": len(trace) / n_updates}
+                    "contributions_per_update": len(trace) / n_updates,
+                    "iteration_delay": {"mean": float(tau.mean()), "max": int(tau.max()),
+                                        "what": "tau_k = max_w ages[k, w], the oldest gradient in iteration k"}}
         _, _, how = assign_workers(first_read(self.delays[:n_updates]))
         return {"workers_from": how}
 
