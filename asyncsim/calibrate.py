@@ -281,8 +281,8 @@ def fit_delays(scenario, log, law: str = "lognormal") -> DelayFit:
         raise ScenarioError(f"protocol.kind: calibration from a delay log fits an asynchronous server (async) or a "
                             f"draining one (drain), got {kind(protocol)}")
     if log.per_worker and not drain:
-        raise ScenarioError(f"--from-delays {log.path} is a per-worker-age matrix (PIAG's log), the trace of a draining "
-                            f"server; give a scenario with protocol drain, not {kind(protocol)}")
+        raise ScenarioError(f"--from-delays {log.path} is a per-worker-age matrix (PIAG's log), the trace of a "
+                            f"draining server; give a scenario with protocol drain, not {kind(protocol)}")
     if scenario.cluster.workers != log.workers:
         raise ScenarioError(f"cluster.workers must be the log's {log.workers} workers (from "
                             f"{'its columns' if log.per_worker else 'its worker chains'}), got "

@@ -126,19 +126,19 @@ def shard(n_samples: int, n_workers: int, worker: int) -> slice:
 @Algorithm.registry.register("piag")
 @dataclass(frozen=True, kw_only=True)
 class PIAG(WindowSteps, Algorithm):
-    """Proximal incremental aggregated gradient (Aytekin, Feyzmahdavian and Johansson, "Analysis and
-    implementation of an asynchronous optimization algorithm for the parameter server", 2016; the master-worker
-    PIAG of Wu et al. 2022).  The samples are split into n contiguous shards, one per worker; worker i sends the
-    full gradient g_i of the mean loss over its shard at the parameters it read.  The master keeps every worker's
-    latest gradient and steps along their mean:
+    """Proximal incremental aggregated gradient (Aytekin, Feyzmahdavian and Johansson, "Analysis and implementation
+    of an asynchronous optimization algorithm for the parameter server", 2016; the master-worker PIAG of Wu et al.
+    2022).  The samples are split into n contiguous shards, one per worker; worker i sends the full gradient g_i of
+    the mean loss over its shard at the parameters it read.  The master keeps every worker's latest gradient and
+    steps along their mean:
 
         x_{k+1} = P(x_k - gamma_k (1/n) sum_i g_i(x_{k - tau_{k,i}})),
 
     with every gradient that arrived since the last iteration refreshed first (a draining server: protocol
-    ``drain``, or a logged PIAG run through ``trace_file``), tau_{k,i} the age of worker i's gradient, tau_k =
-    max_i tau_{k,i} the delay of the step rule (``window_step``), P the projection onto the box [lower, upper]
-    (the prox of its indicator) and a worker that has sent nothing yet left out of the sum (its g_i is 0).  With equal shards the mean
-    of the g_i at one point is grad f."""
+    ``drain``, or a logged PIAG run through ``trace_file``), tau_{k,i} the age of worker i's gradient, tau_k = max_i
+    tau_{k,i} the delay of the step rule (``window_step``), P the projection onto the box [lower, upper] (the prox
+    of its indicator) and a worker that has sent nothing yet left out of the sum (its g_i is 0).  With equal shards
+    the mean of the g_i at one point is grad f."""
 
     lower: float | None = None
     upper: float | None = None

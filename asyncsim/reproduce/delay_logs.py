@@ -71,7 +71,8 @@ class DelayLogs(Reproduction):
                          "service_ratio": np.nan if fit.service_ratio is None else fit.service_ratio,
                          "ks": fit.ks, "ks_max_delay": np.nan if fit.ks_max is None else fit.ks_max,
                          "sim_mean_delay": float(fit.fresh.mean()),
-                         "log_p99": float(np.percentile(log.fresh, 99)), "sim_p99": float(np.percentile(fit.fresh, 99))})
+                         "log_p99": float(np.percentile(log.fresh, 99)),
+                         "sim_p99": float(np.percentile(fit.fresh, 99))})
         table = pd.DataFrame(rows)
         gap = float(table["identity_gap"].max())
         worst_ks = float(np.nanmax(table[["ks", "ks_max_delay"]].to_numpy()))
@@ -126,7 +127,8 @@ class DelayLogs(Reproduction):
             ax.set_title("mean delay and the staleness identity", fontsize=10)
             ax.legend(fontsize=7, loc="upper right", ncol=1)
             ax.grid(True, axis="y", alpha=0.3)
-        fig.suptitle("Real delay logs (Wu et al., ICML 2022) against the simulated cluster calibrated to each", fontsize=11)
+        fig.suptitle("Real delay logs (Wu et al., ICML 2022) against the simulated cluster calibrated to each",
+                     fontsize=11)
         fig.tight_layout()
         return fig
 

@@ -1,8 +1,9 @@
 """The asynchronous family: a parameter server with consistent reads, and its variants (ssp, ringmaster, rennala,
-periodic).
+periodic, drain).
 
 One SimPy implementation, ``run_async``, with options switched on by the protocol; ``shared_memory`` runs it too,
-and ``periodic`` with ``synchronous: true`` runs the rounds of ``rounds.py`` instead.  Processes only move time; they never look at numeric values.
+and ``periodic`` with ``synchronous: true`` runs the rounds of ``rounds.py`` instead.  Processes only move time;
+they never look at numeric values.
 """
 
 from __future__ import annotations
@@ -371,9 +372,10 @@ class Drain(Protocol):
     update, each with its own staleness, and replies to each contributor with the new version.  An update of m
     contributions takes s (1 + ``service_growth`` (m - 1)), s the server's service draw (``cluster.server.service``)
     of its first contribution.  With n always-busy workers and m contributions per update on average, the mean
-    staleness is n/m - 1 (the batched staleness identity; exactly sum_w (l_w + 1) / C - 1 for a finite run, l_w
-    the last update worker w contributed to and C the contributions: ``theory.batched_mean_staleness``).  With service time 0 only simultaneous
-    arrivals share an update; when every update has one contribution the trace is ``async``'s, bit for bit."""
+    staleness is n/m - 1 (the batched staleness identity; exactly sum_w (l_w + 1) / C - 1 for a finite run, l_w the
+    last update worker w contributed to and C the contributions: ``theory.batched_mean_staleness``).  With service
+    time 0 only simultaneous arrivals share an update; when every update has one contribution the trace is
+    ``async``'s, bit for bit."""
 
     service_growth: float = 0.0
     family = Family.DRAINED
