@@ -188,11 +188,12 @@ class DelayLog:
         return self.trace.staleness
 
 
-def delay_log(path) -> DelayLog:
-    """Read a delay log (``timing.imported.read_delays``) into the delays calibration compares."""
+def delay_log(path, field: str = "--from-delays") -> DelayLog:
+    """Read a delay log (``timing.imported.read_delays``; errors name ``field``) into the delays calibration
+    compares."""
     from .timing.imported import age_trace, delay_trace, read_delays
 
-    values = read_delays(path)
+    values = read_delays(path, field=field)
     if values.ndim == 2:
         trace = age_trace(values)
         return DelayLog(str(path), trace, maxima(trace))
@@ -241,6 +242,8 @@ def law_of(law: str, cv: float, mean: float):
     return Gamma(shape=1.0 / (cv * cv), scale=mean * cv * cv)
 
 
+MAX_SIMULATED = 200_000
+"""At most this many updates in each simulated candidate (enough for the KS distance; a long log would be slow)."""
 CV_GRID = (0.005, 2.0)
 """The range of compute-time coefficients of variation searched (log-spaced)."""
 RATIO_GRID = (0.0, 1.0)
@@ -267,7 +270,8 @@ def fit_delays(scenario, log, law: str = "lognormal") -> DelayFit:
     coefficient of variation (log-spaced over ``CV_GRID``) and r (over ``RATIO_GRID``), then twice on a 5 x 5 grid
     of half the spacing around the best point.  The distance minimized is the KS distance of the delays, or for
     a per-worker-age matrix the larger of the fresh gradients' and the per-iteration maxima's.  The simulations
-    are 4 times as long as the log (2 times for ``drain``)."""
+    are 4 times as long as the log (2 times for ``drain``), up to ``MAX_SIMULATED`` updates."""
+    from . import budget
     from .timing.cluster import Cluster, Server
     from .timing.laws import Constant, DelayLaw
     from .timing.protocols import simulate
@@ -277,19 +281,23 @@ def fit_delays(scenario, log, law: str = "lognormal") -> DelayFit:
     log = log if isinstance(log, DelayLog) else delay_log(log)
     protocol = scenario.protocol
     drain = protocol.family is Family.DRAINED
-    if not protocol.simulated or protocol.family not in (Family.ASYNC, Family.DRAINED):
-        raise ScenarioError(f"protocol.kind: calibration from a delay log fits an asynchronous server (async) or a "
-                            f"draining one (drain), got {kind(protocol)}")
+    if not fits(protocol):
+        kinds = ", ".join(k for k, cls in Protocol.registry.items() if fits(ClassCapabilities(cls)))
+        raise ScenarioError(f"protocol.kind must be one of {kinds} for calibration from a delay log (a simulated "
+                            f"asynchronous or draining server), got {kind(protocol)!r}")
     if log.per_worker and not drain:
         raise ScenarioError(f"--from-delays {log.path} is a per-worker-age matrix (PIAG's log), the trace of a "
                             f"draining server; give a scenario with protocol drain, not {kind(protocol)}")
     if scenario.cluster.workers != log.workers:
-        raise ScenarioError(f"cluster.workers must be the log's {log.workers} workers (from "
-                            f"{'its columns' if log.per_worker else 'its worker chains'}), got "
+        raise ScenarioError(f"cluster.workers must be the {log.workers} workers of the log "
+                            f"({'its columns' if log.per_worker else 'as its updates imply them'}), got "
                             f"{scenario.cluster.workers}")
     compute = scenario.cluster.compute
     mean = compute.mean if isinstance(compute, DelayLaw) and math.isfinite(compute.mean) else 1.0
-    n_updates = (2 if drain else 4) * log.updates
+    n_updates = min((2 if drain else 4) * log.updates, MAX_SIMULATED)
+    rows = protocol.rows(log.workers, n_updates)
+    budget.check([budget.Footprint(budget.ROW_BYTES * rows, "--from-delays", log.path,
+                                   f"the trace rows of each simulated candidate ({rows:,.0f})")])
     counted = [0]
 
     def simulated(cv, ratio):
@@ -319,6 +327,12 @@ def fit_delays(scenario, log, law: str = "lognormal") -> DelayFit:
     fresh, maximum = simulated(cv, ratio)
     return DelayFit(log, law, float(cv), float(mean), float(ratio) if drain else None, ks(fresh, log.fresh),
                     ks(maximum, log.maximum) if log.per_worker else None, fresh, maximum, counted[0])
+
+
+def fits(protocol) -> bool:
+    """Whether ``fit_delays`` can fit a scenario with this protocol (or protocol class's capabilities): one that
+    simulates an asynchronous or a draining server."""
+    return protocol.simulated and protocol.family in (Family.ASYNC, Family.DRAINED)
 
 
 def delay_calibrated(scenario, fit: DelayFit) -> dict:
@@ -351,5 +365,6 @@ def describe_fit(fit: DelayFit) -> str:
     lines.append(row("fresh delays" if fit.log.per_worker else "delays", fit.log.fresh, fit.fresh, fit.ks))
     if fit.log.per_worker:
         lines.append(row("max delay tau_k", fit.log.maximum, fit.maximum, fit.ks_max))
-    lines.append(f"  ({fit.simulations} simulations of {fit.log.workers} workers)")
+    lines.append(f"  ({fit.simulations} simulations of {fit.log.workers} identical workers without links, "
+                 f"stragglers, slow phases or failures: the log's delays cannot tell them from the compute law)")
     return "\n".join(lines)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .params import ParamError, ScenarioError, kind
@@ -104,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     p_cal.add_argument("--from-delays", dest="delays", metavar="LOG",
                        help="fit the cluster's compute-time dispersion (and a draining server's service time) to a "
                             "delay log, by the KS distance of the simulated delays")
-    p_cal.add_argument("--law", choices=("lognormal", "gamma"), default="lognormal",
+    p_cal.add_argument("--law", choices=("lognormal", "gamma"),
                        help="the compute-time law fitted with --from-delays (default lognormal)")
-    p_cal.add_argument("--steps", type=int, default=200, help="steps to time without --from (default 200)")
+    p_cal.add_argument("--steps", type=int, help="steps to time without --from or --from-delays (default 200)")
     p_cal.add_argument("--out", help="scenario file to write (default: results/<name>-calibrated.yaml)")
 
     p_rep = sub.add_parser("reproduce", help="run a named reproduction of a published result: measured against "
@@ -479,14 +480,18 @@ def _calibrate(args) -> int:
                             observed)
     from .results import read_results
 
-    scenario = _load(args)
-    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-calibrated.yaml"
-    if out.is_dir():
-        raise ScenarioError(f"--out {out} is a directory; give the calibrated scenario's file name")
     if args.source and args.delays:
         raise ScenarioError("give one of --from (a real run) and --from-delays (a delay log), not both")
+    if args.law and not args.delays:
+        raise ScenarioError("--law is the law fitted with --from-delays; give --from-delays LOG")
+    if args.steps is not None and (args.source or args.delays):
+        raise ScenarioError("--steps is the number of steps timed on this machine; it does not apply with --from "
+                            "or --from-delays")
+    scenario = _load(args)
+    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-calibrated.yaml"
+    _check_out_file(out, [args.scenario, args.delays, args.source])
     if args.delays:
-        fit = fit_delays(scenario, args.delays, args.law)
+        fit = fit_delays(scenario, args.delays, args.law or "lognormal")
         data, where = delay_calibrated(scenario, fit), f"the delay log {args.delays}"
         _write_scenario(out, f"# {scenario.name} with timing fitted to {where} (asyncsim calibrate)\n", data)
         print(f"fitted to {where} ({fit.log.updates} updates, {fit.log.workers} workers):")
@@ -498,7 +503,8 @@ def _calibrate(args) -> int:
         check_source(scenario, source, args.source)
         laws, where = observed(source.trace, scenario.protocol), f"the observed trace in {args.source}"
     else:
-        laws, where = measure(scenario, args.steps), f"{args.steps} timed steps on this machine"
+        steps = 200 if args.steps is None else args.steps
+        laws, where = measure(scenario, steps), f"{steps} timed steps on this machine"
     _write_scenario(out, f"# {scenario.name} with timing laws measured from {where} (asyncsim calibrate)\n",
                     calibrated(scenario, laws))
     print(f"measured from {where} (seconds):")
@@ -507,17 +513,35 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _check_out_file(out: Path, inputs) -> None:
+    """Refuse, before any work, an ``--out`` file that cannot be written or that is one of the command's inputs."""
+    if out.is_dir():
+        raise ScenarioError(f"--out {out} is a directory; give the calibrated scenario's file name")
+    for given in inputs:
+        if given and out.resolve() == Path(given).resolve():
+            raise ScenarioError(f"--out {out} is an input of this command ({given}); give another file")
+    parent = out.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        why = "not a directory" if not parent.is_dir() else "permission denied"
+        raise ScenarioError(f"--out {out}: cannot write in {str(parent)!r} ({why})")
+
+
 def _write_scenario(out: Path, header: str, data: dict) -> None:
     """Write a scenario file atomically (a temporary file renamed into place)."""
     import yaml
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
         tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ScenarioError(f"--out {out}: cannot write ({err.strerror or err})") from None
         raise
 
 

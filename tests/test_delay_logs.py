@@ -91,6 +91,11 @@ def test_every_layout_of_one_delay_per_update_reads_the_same_delays(tmp_path, te
     ("k,delay\n0,0\n2,1\n", ": column 'k' must count updates 0, 1, 2, ... (or from 1)"),
     ("0\n1\n1.5\n", "line 3: a delay must be a whole number >= 0, got 1.5"),
     ("0,0,0\n1,0,1.5\n", "line 2: a delay must be a whole number >= 0, got 1.5"),
+    ("k,delay\n0,\n1,\n", "line 2: an empty field (value 2)"),
+    ("0,,0\n1,0,0\n", "line 1: an empty field (value 2)"),
+    ("w0,w1,w2\n0,0\n1,0\n", "line 2: expected 3 values like the header, got 2"),
+    ("k,delay,extra\n0,0\n", "line 2: expected 3 values like the header, got 2"),
+    (",".join(["0"] * 100_001) + "\n", "line 1: at most 100,000 values (workers) per line, got 100,001"),
 ])
 def test_a_malformed_log_is_one_line_naming_the_file_and_the_line(tmp_path, text, message):
     path = tmp_path / "log.csv"
@@ -102,7 +107,7 @@ def test_a_malformed_log_is_one_line_naming_the_file_and_the_line(tmp_path, text
 
 def test_run_updates_is_the_file_unless_given(tmp_path):
     base = {"name": "log", "problem": {"kind": "quadratic", "dim": 4},
-            "cluster": {"workers": 2, "compute": {"kind": "constant", "value": 1.0}},
+            "cluster": {"workers": 8, "compute": {"kind": "constant", "value": 1.0}},
             "protocol": {"kind": "trace_file", "path": str(DATA / "BCD_sun_RCV1.csv")},
             "algorithm": {"kind": "sgd", "lr": 0.1}, "run": {}}
     s = from_dict(base)
@@ -181,12 +186,19 @@ def test_calibration_of_a_draining_server_recovers_its_service_ratio(tmp_path):
     (["real_delays/async_bcd.yaml", "PIAG_sun_MNIST.csv"], "is a per-worker-age matrix (PIAG's log), the trace of a "
                                                            "draining server; give a scenario with protocol drain, "
                                                            "not async"),
-    (["protocols/sync.yaml", "BCD_sun_RCV1.csv"], "protocol.kind: calibration from a delay log fits an asynchronous "
-                                                  "server (async) or a draining one (drain), got sync"),
+    (["protocols/sync.yaml", "BCD_sun_RCV1.csv"], "protocol.kind must be one of async, ssp, ringmaster, periodic, "
+                                                  "drain for calibration from a delay log (a simulated asynchronous "
+                                                  "or draining server), got 'sync'"),
     (["protocols/drain.yaml", "BCD_sun_RCV1.csv", "--set", "cluster.workers=4"],
-     "cluster.workers must be the log's 8 workers (from its worker chains), got 4"),
+     "cluster.workers must be the 8 workers of the log (as its updates imply them), got 4"),
     (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--from", "results/x"],
      "give one of --from (a real run) and --from-delays (a delay log), not both"),
+    (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--steps", "5"],
+     "--steps is the number of steps timed on this machine; it does not apply with --from or --from-delays"),
+    (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--set", "protocol={kind: shared_memory}",
+      "--set", "problem={kind: sparse_least_squares, n_samples: 100, dim: 20}"],
+     "protocol.kind must be one of async, ssp, ringmaster, periodic, drain for calibration from a delay log (a "
+     "simulated asynchronous or draining server), got 'shared_memory'"),
 ])
 def test_calibration_mistakes_are_one_line(root, tmp_path, capsys, args, message):
     scenario, log, *rest = args
@@ -195,3 +207,21 @@ def test_calibration_mistakes_are_one_line(root, tmp_path, capsys, args, message
                             "--out", str(out), *rest], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_calibration_refuses_an_output_it_cannot_or_must_not_write_before_fitting(root, tmp_path, capsys):
+    scenario = str(root / "scenarios" / "real_delays" / "async_bcd.yaml")
+    log = tmp_path / "log.csv"
+    log.write_bytes((DATA / "BCD_sun_RCV1.csv").read_bytes())
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, message in [(blocker / "cal.yaml", f"--out {blocker / 'cal.yaml'}: cannot write in '{blocker}' (not a "
+                                                "directory)"),
+                         (log, f"--out {log} is an input of this command ({log}); give another file"),
+                         (tmp_path, f"--out {tmp_path} is a directory; give the calibrated scenario's file name")]:
+        code, _, err = run_cli(["calibrate", scenario, "--from-delays", str(log), "--out", str(out)], capsys)
+        assert (code, err.strip()) == (2, f"error: {message}")
+    assert log.read_bytes() == (DATA / "BCD_sun_RCV1.csv").read_bytes()
+    code, _, err = run_cli(["calibrate", scenario, "--law", "gamma", "--out", str(tmp_path / "c.yaml")], capsys)
+    assert (code, err.strip()) == (2, "error: --law is the law fitted with --from-delays; give --from-delays LOG")
+    assert not (tmp_path / "c.yaml").exists()

@@ -130,6 +130,8 @@ def test_a_small_matrix_by_hand():
 
 @pytest.mark.parametrize("ages, message", [
     ([[1, 0]], "at iteration 0 worker 0's gradient is 1 iterations old, more than the iterations before it (0)"),
+    ([[0, 0], [0, 1], [1, 2]], "iteration 2 has no fresh gradient (every worker's age grew by one), but the master "
+                               "steps only when gradients arrive"),
     ([[0, 0], [0, 1], [3, 2]], "at iteration 2 worker 0's gradient is 3 iterations old"),
     ([[0, 0], [0, 1], [0, 2], [2, 3]], "at iteration 3 worker 0's fresh gradient read version 1, before its "
                                         "previous gradient was applied (iteration 2)"),
@@ -161,7 +163,7 @@ def test_trace_file_reads_the_matrix_as_a_draining_trace(tmp_path):
     assert result.summary.protocol_notes["contributions_per_update"] == pytest.approx(4 / 3)
     assert result.summary.protocol_notes["workers_from"].startswith("columns: a per-worker-age matrix of 2 workers")
     one = tmp_path / "one.csv"
-    one.write_text("0\n1\n0\n")
+    one.write_text("0\n0\n0\n")
     assert read_delays(one, "per_worker").shape == (3, 1)  # stated: a matrix of one worker
 
 

@@ -204,10 +204,12 @@ def test_data_files_errors_name_the_field_and_the_file(tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "image.csv").write_bytes(PNG)
     (tmp_path / "short.csv").write_text("1.0,1.0,1.0,1.0\n" * 10)
-    delays = {"protocol": {"kind": "trace_file", "path": "delays.txt"}}
+    delays = {"protocol": {"kind": "trace_file", "path": "delays.txt"}, "cluster": {"workers": 2}}
     cases = [
         (delays | {"run": {"updates": 5}}, f"run.updates must be <= the 3 delays in {tmp_path / 'delays.txt'} "
                                            "(leave it out to replay the whole file), got 5"),
+        (delays | {"cluster": {"workers": 4}}, "cluster.workers must be the 2 workers of the log in protocol.path (as "
+                                               "its updates imply them), got 4"),
         ({"protocol": {"kind": "trace_file", "path": "impossible.txt"}},
          f"protocol.path '{tmp_path / 'impossible.txt'}' line 3: delay 5 of update 2 is larger than the number of "
          "earlier updates (2)"),

@@ -12,23 +12,30 @@ import pandas as pd
 
 from ..calibrate import LAWS, delay_log, fit_delays
 from ..fidelity import KS_TOL
-from ..params import require, resolve_path
+from ..params import ParamError, ScenarioError, require, resolve_path
 from ..theory import batched_mean_staleness
 from .base import Outcome, Reproduction
 
 
 @dataclass(frozen=True, kw_only=True)
 class LogModel:
-    """A delay log and the scenario whose cluster is calibrated to it (paths relative to the reproduction file)."""
+    """A delay log and the scenario whose cluster is calibrated to it (paths relative to the reproduction file),
+    both read when the definition loads, so that a mistake in either is found before anything runs."""
 
     path: str
     scenario: str
 
     def __post_init__(self):
-        for name in ("path", "scenario"):
+        from ..scenario import load_scenario
+
+        for name, check in (("path", lambda p: delay_log(p, "path")), ("scenario", load_scenario)):
             p = resolve_path(getattr(self, name))
             require(p.is_file(), name, "must be an existing file", str(p))
             object.__setattr__(self, name, str(p))
+            try:
+                check(p)
+            except ScenarioError as err:
+                raise ParamError(f"{name} ({p.name}): {err}") from None
 
 
 @Reproduction.registry.register("delay_logs")

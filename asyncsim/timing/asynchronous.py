@@ -398,4 +398,4 @@ class Drain(Protocol):
         return None  # (the asynchronous server's deterministic bound is not derived for batched updates)
 
     def rows(self, workers, n_updates):
-        return float(n_updates) * min(workers, 4)  # about: an update holds a few contributions
+        return float(n_updates) * workers  # at most: an update holds at most one contribution per worker

@@ -7,7 +7,7 @@ import heapq
 import io
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,11 @@ from .trace import Status, Trace
 LAYOUTS = ("auto", "per_update", "per_worker")
 
 
-def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
+MAX_COLUMNS = 100_000
+"""At most this many columns (workers) in a per-worker-age matrix."""
+
+
+def read_delays(path: str | Path, layout: str = "auto", field: str = "protocol.path") -> np.ndarray:
     """The delays of a delay log, as in the logs of Wu et al. (ICML 2022): a vector of per-update staleness
     values, or a matrix of per-worker ages.
 
@@ -34,11 +38,12 @@ def read_delays(path: str | Path, layout: str = "auto") -> np.ndarray:
     per-worker-age matrix (several numeric columns: PIAG's log, one row per iteration k and one column per worker
     w, the age of w's latest gradient in iteration k's aggregate), returned as a (K, n) matrix (see
     :func:`age_trace`).  Delays are whole numbers >= 0, possibly written as floats (``7.000000000000000000e+00``).
-    Every malformed file is one line naming the file, the line and what was expected.
+    Every malformed file is one line naming ``field``, the file, the line and what was expected, and so is a log
+    no run can have made (:func:`impossible`).
     """
     p = resolve_path(path)
-    where = f"protocol.path {str(p)!r}"
-    content = read_text(p, "protocol.path")
+    where = f"{field} {str(p)!r}"
+    content = read_text(p, field)
     header, table = _numpy_table(content)
     if table is None:  # not a clean table: read it line by line, which names the first bad line
         header, table = _line_table(content, where)
@@ -61,7 +66,9 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _fields(text: str) -> list[str]:
-    return [f for f in re.split(r"[,\s]+", text) if f]
+    """A line's fields: comma-separated (spaces around a comma allowed; an empty field kept, as ''), else
+    whitespace-separated."""
+    return [f.strip() for f in text.split(",")] if "," in text else text.split()
 
 
 def _header(fields: list[str]) -> list[str] | None:
@@ -73,9 +80,12 @@ def _numpy_table(content: str) -> tuple[list[str] | None, np.ndarray | None]:
     """(header, table) of a well-formed log, parsed in numpy's C reader (a log of 64 MiB in seconds, in about the
     memory of its numbers); (None, None) when the file is not a clean table of numbers, for :func:`_line_table`
     to say why."""
-    body = re.sub(r"#[^\r\n]*", "", content).replace(",", " ")
+    body = re.sub(r"#[^\r\n]*", "", content)
+    if re.search(r",[ \t]*(,|$)|^[ \t]*,", body, re.M):
+        return None, None  # an empty field
+    body = body.replace(",", " ")
     first = re.search(r"\S[^\r\n]*", body)
-    if first is None:
+    if first is None or len(first.group().split(None, MAX_COLUMNS)) > MAX_COLUMNS:
         return None, None
     header = _header(first.group().split())
     if header is not None:
@@ -86,7 +96,9 @@ def _numpy_table(content: str) -> tuple[list[str] | None, np.ndarray | None]:
             table = np.loadtxt(io.StringIO(body.replace("\r", "\n")), ndmin=2, dtype=np.float64, comments=None)
     except ValueError:
         return None, None
-    return (header, table) if table.size else (None, None)
+    if not table.size or (header is not None and len(header) != table.shape[1]):
+        return None, None
+    return header, table
 
 
 def _line_table(content: str, where: str) -> tuple[list[str] | None, np.ndarray]:
@@ -96,12 +108,17 @@ def _line_table(content: str, where: str) -> tuple[list[str] | None, np.ndarray]
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
+        if first_line is None and len(re.split(r"[,\s]+", text, maxsplit=MAX_COLUMNS)) > MAX_COLUMNS:
+            got = f"{text.count(',') + 1:,}" if "," in text else f"more than {MAX_COLUMNS:,}"
+            raise ScenarioError(f"{where} line {number}: at most {MAX_COLUMNS:,} values (workers) per line, got {got}")
         fields = _fields(text)
         if first_line is None:
             first_line = number
             header = _header(fields)
             if header is not None:
                 continue
+        if "" in fields:
+            raise ScenarioError(f"{where} line {number}: an empty field (value {fields.index('') + 1})")
         try:
             rows.append((number, [float(f) for f in fields]))
         except ValueError:
@@ -111,11 +128,11 @@ def _line_table(content: str, where: str) -> tuple[list[str] | None, np.ndarray]
         raise ScenarioError(f"{where} is empty" if not content.strip() else
                             f"{where} holds no delays (only comments or blank lines)" if header is None else
                             f"{where} holds no delays (a header and no numbers)")
-    width = len(rows[0][1])
+    width, like = (len(header), "the header") if header is not None else (len(rows[0][1]), "the first row")
     for number, values in rows:
         if len(values) != width:
-            raise ScenarioError(f"{where} line {number}: expected {width} value{'s' * (width != 1)} like the "
-                                f"first row, got {len(values)}")
+            raise ScenarioError(f"{where} line {number}: expected {width} value{'s' * (width != 1)} like {like}, "
+                                f"got {len(values)}")
     return header, np.array([v for _, v in rows], dtype=np.float64)
 
 
@@ -163,8 +180,9 @@ def _delay_column(table: np.ndarray, header: list[str] | None, where: str, layou
 
 def impossible(delays: np.ndarray) -> tuple[int, str] | None:
     """The first row of a delay log that no run can have made, and why, or None.  One delay per update: a delay
-    larger than the number of earlier updates.  A per-worker-age matrix: an age larger than the iteration, or a
-    fresh gradient (see :func:`age_trace`) that read a version before its worker's previous gradient was applied."""
+    larger than the number of earlier updates.  A per-worker-age matrix: an age larger than the iteration, an
+    iteration without a fresh gradient (the master steps when gradients arrive), or a fresh gradient (see
+    :func:`age_trace`) that read a version before its worker's previous gradient was applied."""
     K = len(delays)
     read = (np.arange(K) - delays.T).T
     late = np.argwhere(read < 0)
@@ -178,17 +196,21 @@ def impossible(delays: np.ndarray) -> tuple[int, str] | None:
     if delays.ndim == 1:
         return None
     fresh = fresh_gradients(delays)
-    early = []
-    for w in range(delays.shape[1]):  # a worker reads only after its previous gradient was applied
-        mine = np.flatnonzero(fresh[:, w])
-        bad = np.flatnonzero(read[mine[1:], w] < mine[:-1] + 1)
-        if len(bad):
-            early.append((int(mine[1:][bad[0]]), w, int(mine[bad[0]])))
-    if not early:
+    idle = np.flatnonzero(~fresh.any(axis=1))
+    rows = np.arange(K)[:, None]
+    # the iteration of each worker's previous fresh gradient (-1: none), by a running maximum down each column
+    previous = np.full(delays.shape, -1)
+    previous[1:] = np.maximum.accumulate(np.where(fresh, rows, -1), axis=0)[:-1]
+    early = np.argwhere(fresh & (previous >= 0) & (read < previous + 1))  # row-major: the first is the earliest
+    if len(idle) and (not len(early) or idle[0] <= early[0][0]):
+        i = int(idle[0])
+        return i, (f"iteration {i} has no fresh gradient (every worker's age grew by one), but the master steps "
+                   f"only when gradients arrive")
+    if not len(early):
         return None
-    i, w, previous = min(early)
+    i, w = (int(x) for x in early[0])
     return i, (f"at iteration {i} worker {w}'s fresh gradient read version {read[i, w]}, before its previous "
-               f"gradient was applied (iteration {previous})")
+               f"gradient was applied (iteration {previous[i, w]})")
 
 
 def fresh_gradients(ages: np.ndarray) -> np.ndarray:
@@ -318,7 +340,8 @@ class TraceFile(Protocol):
     """Delays imported from a delay log (see :func:`read_delays` for the formats) so that delays measured on a real
     system drive the update rules.  A log of one delay per update gives an asynchronous trace (:func:`delay_trace`;
     workers from :func:`assign_workers`); a per-worker-age matrix (PIAG's log) gives the trace of a draining
-    server, one worker per column (:func:`age_trace`).  The cluster's timing is not used; ``seconds_per_update``
+    server, one worker per column (:func:`age_trace`).  ``cluster.workers`` must be the log's workers (so that the
+    memory estimate and every summary count them); the cluster's timing is not used, and ``seconds_per_update``
     sets the time axis.  ``layout``: auto, per_update or per_worker.  ``run.updates`` defaults to the number of
     updates in the file."""
 
@@ -328,6 +351,9 @@ class TraceFile(Protocol):
     seconds_per_update: float = 1.0
     layout: str = "auto"
     delays: np.ndarray = field(init=False, repr=False, compare=False)
+    workers: int = field(init=False, repr=False, compare=False)
+    contributions: np.ndarray = field(init=False, repr=False, compare=False)
+    """The number of contributions in the first k updates, for k = 0..K (a running count)."""
 
     def __post_init__(self):
         require(0 < self.seconds_per_update <= LONGEST, "seconds_per_update", f"must be in (0, {LONGEST:g}]",
@@ -335,6 +361,13 @@ class TraceFile(Protocol):
         require(self.layout in LAYOUTS, "layout", f"must be one of {', '.join(LAYOUTS)}", self.layout)
         object.__setattr__(self, "path", str(resolve_path(self.path)))
         object.__setattr__(self, "delays", read_delays(self.path, self.layout))
+        if self.per_worker:
+            workers, per_update = self.delays.shape[1], fresh_gradients(self.delays).sum(axis=1)
+        else:
+            worker, _, _ = assign_workers(first_read(self.delays))
+            workers, per_update = int(worker.max()) + 1, np.ones(len(self.delays), np.int64)
+        object.__setattr__(self, "workers", workers)
+        object.__setattr__(self, "contributions", np.concatenate([[0], np.cumsum(per_update)]))
 
     @property
     def per_worker(self) -> bool:
@@ -348,6 +381,14 @@ class TraceFile(Protocol):
     @property
     def given_updates(self) -> int:
         return len(self.delays)
+
+    def check_cluster(self, cluster):
+        require(cluster.workers == self.workers, "cluster.workers",
+                f"must be the {self.workers} workers of the log in protocol.path "
+                f"({'its columns' if self.per_worker else 'as its updates imply them'})", cluster.workers)
+
+    def rows(self, workers, n_updates):
+        return float(self.contributions[min(n_updates, len(self.delays))])
 
     def check_updates(self, n_updates):
         """The file must hold ``n_updates`` updates, each reading a version that existed."""
@@ -377,6 +418,7 @@ class TraceFile(Protocol):
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         self.check_updates(n_updates)
-        if self.per_worker:
-            return age_trace(self.delays[:n_updates], self.seconds_per_update)
-        return delay_trace(self.delays[:n_updates], self.seconds_per_update)
+        make = age_trace if self.per_worker else delay_trace
+        trace = make(self.delays[:n_updates], self.seconds_per_update)
+        # the log's workers (a short prefix may not reach every worker)
+        return replace(trace, n_workers=max(trace.n_workers, min(cluster.workers, self.workers)))
