@@ -145,7 +145,7 @@ def test_calibrating_to_a_bcd_log_writes_the_scenario_that_was_fitted(root, tmp_
     code, text, _ = run_cli(["calibrate", str(scenario), "--from-delays", str(DATA / name), "--out", str(out)], capsys)
     assert code == 0
     reported = float(text.split("KS ")[1].split()[0])
-    assert reported <= 0.05  # at the noise floor of the logs themselves (the issue: 0.01-0.04)
+    assert reported <= 0.05  # at the noise floor of the logs themselves (half a log against its other half)
     calibrated = load_scenario(out)
     assert calibrated.cluster.compute.sigma > 0 and calibrated.cluster.server.service.value == 0.0
     # the written scenario, simulated as the fit did (4 times the log's length, its seed), gives the reported KS
