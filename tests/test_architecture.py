@@ -147,7 +147,7 @@ def test_a_protocol_registered_outside_the_package_runs_from_a_scenario_and_is_a
     asyncsim.load_scenario(None, base + ["algorithm={kind: seacd, tau: 2, L: 10.0}"])
     with pytest.raises(ScenarioError, match="bounds them only by 2"):
         asyncsim.load_scenario(None, base + ["algorithm={kind: seacd, tau: 1, L: 10.0}"])
-    with pytest.raises(ScenarioError, match="^protocol.kind must be one of sync, k_of_n, deadline, allreduce for "
+    with pytest.raises(ScenarioError, match="^protocol.kind must be one of sync, k_of_n, deadline, allreduce, coded for "
                                             "algorithm minibatch_sgd, got 'test_round_robin'$"):
         asyncsim.load_scenario(None, base + ["algorithm={kind: minibatch_sgd, lr: 0.01}"])
     assert asyncsim.timing.choose_engine(res.scenario.cluster, RoundRobin(), "fast") == "given"

@@ -15,7 +15,7 @@ from asyncsim.timing.cluster import ComputeTrace, Network, Server
 from asyncsim.timing.laws import Constant, Empirical, Exponential
 from asyncsim.timing.protocols import Async, Periodic
 
-PROTOCOLS = ("allreduce", "async", "deadline", "drain", "k_of_n", "periodic", "rennala", "ringmaster", "serial_async",
+PROTOCOLS = ("allreduce", "async", "coded", "deadline", "drain", "k_of_n", "periodic", "rennala", "ringmaster", "serial_async",
              "shared_memory", "ssp", "sync", "trace_file")
 
 

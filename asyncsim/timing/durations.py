@@ -102,9 +102,10 @@ class Durations:
         """Draws of ``stream`` (UPLINK, DOWNLINK or SERVICE) for one block of steps of ``worker``."""
         return self.samplers[stream](generator(self.seed, stream, worker, block), BLOCK)
 
-    def done(self, worker: int, step: int, t: float) -> float:
-        """Finish time of worker's step started at t.  In a slow phase work progresses at rate 1 / slowdown."""
-        work = self.compute(worker, step)
+    def done(self, worker: int, step: int, t: float, load: float = 1.0) -> float:
+        """Finish time of worker's step started at t, a task of ``load`` times the work of a step (a coded task's
+        share of the job).  In a slow phase work progresses at rate 1 / slowdown."""
+        work = self.compute(worker, step) * load
         if self._phases is None:
             return t + work
         phases = self._phases[worker]

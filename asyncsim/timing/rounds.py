@@ -1,4 +1,4 @@
-"""Synchronous protocols: rounds with a barrier, backup workers, deadlines and ring all-reduce.
+"""Synchronous protocols: rounds with a barrier, backup workers, deadlines, ring all-reduce and coded tasks.
 
 In round k every worker computes on version k.  The server closes the round when its rule is met, applies one
 update made of the kept contributions (averaged by the algorithm, in worker order) and broadcasts version k+1.
@@ -16,6 +16,7 @@ import simpy
 
 from ..params import require
 from .cluster import LONGEST
+from .codes import Code
 from .engine import FifoServer, Phase
 from .fast import sync_trace
 from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
@@ -56,10 +57,12 @@ class Rounds(Protocol):
 
 
 def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = None,
-               allreduce: float | None = None, local_steps: int = 1) -> None:
+               allreduce: float | None = None, local_steps: int = 1, code=None) -> None:
     """One implementation of the round protocols.
 
-    ``keep`` k: close when k contributions have been served (default n: all workers); ``deadline`` D: close at
+    ``keep`` k: close when k contributions have been served (default n: all workers); ``code`` (a
+    ``codes.Code``): every worker's task is ``code.load(n)`` of a step's work, and the round closes as soon as the
+    served tasks decode (``code.decodes``); ``deadline`` D: close at
     round start + D with what has been served by then (or, if nothing has arrived, with the first arrival);
     ``allreduce`` c: no server and no links; the round closes c seconds after the last worker finishes (the ring
     all-reduce), and the result is on every worker at once.  A round's new version exists ``sim.times.serial``
@@ -69,6 +72,13 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
     clock, times, log, K = sim.clock, sim.times, sim.log, sim.n_updates
     n = sim.cluster.workers
     need = n if keep is None else keep
+    load = 1.0 if code is None else code.load(n)
+    if code is None:
+        def complete(kept):
+            return len(kept) == need
+    else:
+        def complete(kept):
+            return code.decodes(frozenset(w for w, *_ in kept), n)
     fifo = FifoServer(sim.cluster.server.slots)
     finished = clock.event()
     rnd = {"k": 0, "start": 0.0, "kept": [], "last": 0.0, "closing": False, "timed_out": False,
@@ -112,7 +122,7 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
         t_served = fifo.serve(t_arrive, times.service(w, step)) if link else t_arrive
         rnd["last"] = max(rnd["last"], t_served)
         rnd["kept"].append((w, step, t_read, t_done, t_arrive))
-        if len(rnd["kept"]) == need or rnd["timed_out"]:
+        if complete(rnd["kept"]) or rnd["timed_out"]:
             close_at(rnd["last"] + (allreduce or 0.0))
 
     def worker(w):
@@ -130,7 +140,7 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
                 continue
             t_done = t_read
             for h in range(local_steps):
-                t_done = times.done(w, step * local_steps + h, t_done)
+                t_done = times.done(w, step * local_steps + h, t_done, load)
             t_arrive = t_done + times.uplink(w, step) if link else t_done
             computing[w] = procs[w]
             try:
@@ -242,3 +252,28 @@ class AllReduce(Rounds):
 
     def run(self, sim):
         run_rounds(sim, allreduce=self.cost(sim.cluster, sim.times.message_bytes))
+
+
+@register("coded")
+@dataclass(frozen=True, kw_only=True)
+class Coded(Rounds):
+    """Coded rounds (Lee, Lam, Pedarsani, Papailiopoulos and Ramchandran, "Speeding up distributed machine learning
+    using codes", IEEE Trans. Inf. Theory 2018; Tandon, Lei, Dimakis and Karampatziakis, "Gradient coding", ICML
+    2017): every worker computes one coded task of ``code.load(n)`` of the job (a compute draw times that load: Lee
+    et al.'s load-scaled law is the cluster's compute law), and the round closes at the first instant at which the
+    served tasks decode the job (``codes.Code.decodes``); the others are dropped or cancelled, as in ``k_of_n``.  The
+    round's applied rows are the tasks that decoded it.  With an (n, k) MDS code the round time is the k-th order
+    statistic of the loaded times, so on a cluster whose speeds are k (the same work per task) it is ``k_of_n``'s
+    trace, bit for bit when k is a power of two."""
+
+    code: Code
+
+    def check_cluster(self, cluster):
+        self.code.check(cluster.workers)
+
+    def waits_for(self, workers):
+        return self.code.waits_for(workers)
+
+    def run(self, sim):
+        self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
+        run_rounds(sim, code=self.code)

@@ -1,0 +1,126 @@
+"""The coded protocol: codes against linear algebra on every subset, a hand-derived event log with ties, MDS
+against k_of_n bit for bit, and the round time of Lee et al.'s load-scaled model against its closed form."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import asyncsim
+from asyncsim.params import ScenarioError
+from asyncsim.timing import Cluster, Server, simulate
+from asyncsim.timing.codes import MDS, Cyclic, FractionalRepetition, Repetition, Uncoded
+from asyncsim.timing.laws import Constant, Exponential, LogNormal, ShiftedExponential
+from asyncsim.timing.protocols import Coded, KOfN
+from asyncsim.timing.trace import Status
+
+COLUMNS = ("update", "worker", "step", "read_version", "round", "status", "t_read", "t_done", "t_arrive", "t_apply")
+
+
+def codes_for(n):
+    yield Uncoded()
+    for r in range(1, n + 1):
+        if n % r == 0:
+            yield Repetition(r=r)
+            yield FractionalRepetition(s=r - 1)
+    for k in range(1, n + 1):
+        yield MDS(k=k)
+    for s in range(n):
+        yield Cyclic(s=s)
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_every_code_decodes_exactly_the_subsets_that_linear_algebra_allows(n):
+    """Exhaustively: for every code and every set F of finished tasks, the code's rule says decodable exactly when
+    the job is recoverable from B_F, and then the decoding a satisfies a^T B_F = 1 (the sum of the parts)."""
+    for code in codes_for(n):
+        B = code.matrix(n)
+        # a task's load: its share of the parts; an MDS task is one coded block of the k (Lee et al.)
+        share = 1 / code.k if isinstance(code, MDS) else np.count_nonzero(B, axis=1) / B.shape[1]
+        assert B.shape[0] == n and np.allclose(code.load(n), share)
+        for size in range(n + 1):
+            for F in itertools.combinations(range(n), size):
+                rule = code.decodes(frozenset(F), n)
+                assert rule == code.solvable(B[list(F)]), (code, F)
+                if rule:
+                    a = code.decoding(F, n)
+                    np.testing.assert_allclose(a @ B[list(F)], 1.0, atol=1e-9)
+        if code.waits_for(n) is not None:  # the stated count: every set that large decodes, none smaller does
+            k = code.waits_for(n)
+            assert all(code.decodes(frozenset(F), n) for F in itertools.combinations(range(n), k))
+            assert not any(code.decodes(frozenset(F), n) for F in itertools.combinations(range(n), k - 1))
+
+
+def test_the_cyclic_code_is_gradient_coding_for_every_straggler_set():
+    """Tandon et al.: with n = 7 and s = 3, each task covers s + 1 = 4 parts and every one of the C(7, 3) = 35
+    straggler sets leaves tasks whose weighted sum is the full gradient, on random gradients."""
+    n, s = 7, 3
+    code = Cyclic(s=s)
+    B = code.matrix(n)
+    assert (np.count_nonzero(B, axis=1) == s + 1).all() and code.load(n) == 4 / 7
+    g = np.random.default_rng(0).standard_normal((n, 5))  # the gradients of the 7 parts
+    tasks = B @ g
+    for stragglers in itertools.combinations(range(n), s):
+        F = [i for i in range(n) if i not in stragglers]
+        a = code.decoding(F, n)
+        np.testing.assert_allclose(a @ tasks[F], g.sum(axis=0), atol=1e-9)
+
+
+def rows(trace):
+    return [tuple(r) for r in zip(*(getattr(trace, c).tolist() for c in COLUMNS))]
+
+
+def test_coded_hand_derived_event_log_with_ties():
+    """Repetition r = 2 on 4 workers (groups {0, 1}, {2, 3}), each task half the job: tasks take 0.5, 1, 1, 1.5 s.
+    Round 0: worker 0 at 0.5 covers group 0; at 1.0 workers 1 and 2 arrive together, 1 first (worker order), and 2
+    completes group 1, so the round closes at 1.0 with tasks 0, 1, 2; worker 3 is cancelled at 1.0.  Round 1 is
+    the same one second later (its cancelled task is never logged: the run ends at that close)."""
+    cluster = Cluster(workers=4, compute=(Constant(value=1.0), Constant(value=2.0), Constant(value=2.0),
+                                          Constant(value=3.0)))
+    trace = simulate(cluster, Coded(code=Repetition(r=2)), 2, seed=0).validate()
+    A, C = int(Status.APPLIED), int(Status.CANCELLED)
+    assert rows(trace) == [
+        (0, 0, 0, 0, 0, A, 0.0, 0.5, 0.5, 1.0), (0, 1, 0, 0, 0, A, 0.0, 1.0, 1.0, 1.0),
+        (0, 2, 0, 0, 0, A, 0.0, 1.0, 1.0, 1.0),
+        (1, 0, 1, 1, 1, A, 1.0, 1.5, 1.5, 2.0), (1, 1, 1, 1, 1, A, 1.0, 2.0, 2.0, 2.0),
+        (1, 2, 1, 1, 1, A, 1.0, 2.0, 2.0, 2.0), (1, 3, 0, 0, 0, C, 0.0, 1.0, 1.0, 1.0)]
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 8])
+def test_mds_rounds_are_k_of_n_bit_for_bit(k):
+    """An (8, k) MDS task is 1/k of the job; on a cluster whose workers are k times faster, k_of_n has the same
+    times (x * (1/k) == x / k exactly for k a power of two), links and a busy server included."""
+    laws = dict(compute=LogNormal(mu=0.0, sigma=0.6), uplink=Exponential(mean=0.05), downlink=Exponential(mean=0.05),
+                server=Server(service=Constant(value=0.01)))
+    coded = simulate(Cluster(workers=8, **laws), Coded(code=MDS(k=k)), 400, seed=3)
+    plain = simulate(Cluster(workers=8, speeds=(float(k),) * 8, **laws), KOfN(k=k), 400, seed=3)
+    for col in COLUMNS:
+        np.testing.assert_array_equal(getattr(coded, col), getattr(plain, col), err_msg=col)
+
+
+def harmonic(n):
+    return math.fsum(1.0 / i for i in range(1, n + 1))
+
+
+@pytest.mark.parametrize("code, formula", [
+    (Uncoded(), lambda n, mu: (1 + harmonic(n) / mu) / n),
+    (MDS(k=5), lambda n, mu: (1 + (harmonic(n) - harmonic(n - 5)) / mu) / 5),
+])
+def test_round_time_follows_lee_et_al(code, formula):
+    """A task of load l takes l (1 + E/mu), E ~ Exp(1) (compute law: shifted exponential, shift 1, scale 1/mu):
+    uncoded E[T] = (1/n)(1 + H_n/mu), (n, k) MDS E[T] = (1/k)(1 + (H_n - H_{n-k})/mu) (Lee et al. 2018)."""
+    n, mu, K = 10, 2.0, 20_000
+    cluster = Cluster(workers=n, compute=ShiftedExponential(shift=1.0, scale=1 / mu))
+    rounds = np.diff(simulate(cluster, Coded(code=code), K, seed=5).update_times())
+    assert abs(rounds.mean() - formula(n, mu)) <= 4 * rounds.std() / math.sqrt(K)
+
+
+def test_coded_scenario_mistakes_are_one_line():
+    with pytest.raises(ScenarioError, match=r"^cluster.workers must be a multiple of the code's group size 3, got 8"):
+        asyncsim.load_scenario(None, ["protocol={kind: coded, code: {kind: repetition, r: 3}}"])
+    with pytest.raises(ScenarioError, match=r"^protocol.code.k must be <= cluster.workers \(8\), got 9"):
+        asyncsim.load_scenario(None, ["protocol={kind: coded, code: {kind: mds, k: 9}}"])
+    with pytest.raises(ScenarioError, match=r"^protocol.code.kind must be one of cyclic, fractional_repetition, mds, repetition, "
+                                            r"uncoded; got 'turbo'"):
+        asyncsim.load_scenario(None, ["protocol={kind: coded, code: {kind: turbo}}"])
