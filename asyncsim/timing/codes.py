@@ -48,9 +48,9 @@ class Code:
         raise NotImplementedError
 
     def load(self, n: int) -> float:
-        """A task's share of the job: its parts over all parts (the same for every task of these codes)."""
-        B = self.matrix(n)
-        return float(np.count_nonzero(B[0])) / B.shape[1]
+        """A task's share of the job, in closed form (the tests check it against ``matrix``): its parts over all
+        parts, or one coded block of k for ``mds``."""
+        raise NotImplementedError
 
     def decodes(self, done: frozenset, n: int) -> bool:
         """Whether the finished tasks ``done`` decode the job (the code's closed rule, used while simulating)."""
@@ -92,6 +92,9 @@ class Uncoded(Code):
     def matrix(self, n):
         return _identity(n)
 
+    def load(self, n):
+        return 1.0 / n
+
     def decodes(self, done, n):
         return len(done) == n
 
@@ -104,9 +107,28 @@ def _identity(n: int) -> np.ndarray:
     return _readonly(np.eye(n))
 
 
+class Groups(Code):
+    """Codes of groups of workers that compute the same parts (``group``: the workers per group)."""
+
+    group: int
+
+    def check(self, n):
+        require(n % self.group == 0, "cluster.workers", f"must be a multiple of the code's group size {self.group}",
+                n)
+
+    def matrix(self, n):
+        return _grouped(n, self.group)
+
+    def load(self, n):
+        return self.group / n
+
+    def decodes(self, done, n):
+        return len({w // self.group for w in done}) == n // self.group
+
+
 @Code.registry.register("repetition")
 @dataclass(frozen=True, kw_only=True)
-class Repetition(Code):
+class Repetition(Groups):
     """Groups of ``r`` workers compute the same r parts of n; one finished task per group decodes."""
 
     r: int
@@ -118,16 +140,6 @@ class Repetition(Code):
     def group(self) -> int:
         return self.r
 
-    def check(self, n):
-        require(n % self.group == 0, "cluster.workers", f"must be a multiple of the code's group size {self.group}",
-                n)
-
-    def matrix(self, n):
-        return _grouped(n, self.group)
-
-    def decodes(self, done, n):
-        return len({w // self.group for w in done}) == n // self.group
-
 
 @lru_cache(maxsize=32)
 def _grouped(n: int, g: int) -> np.ndarray:
@@ -137,10 +149,9 @@ def _grouped(n: int, g: int) -> np.ndarray:
 
 @Code.registry.register("fractional_repetition")
 @dataclass(frozen=True, kw_only=True)
-class FractionalRepetition(Repetition):
+class FractionalRepetition(Groups):
     """Tandon et al.'s fractional repetition gradient code for ``s`` stragglers: repetition in groups of s + 1."""
 
-    r: int = 0
     s: int
 
     def __post_init__(self):
@@ -205,6 +216,9 @@ class Cyclic(Code):
 
     def matrix(self, n):
         return _cyclic(n, self.s)
+
+    def load(self, n):
+        return (self.s + 1) / n
 
     def decodes(self, done, n):
         return len(done) >= n - self.s
