@@ -157,7 +157,7 @@ def test_a_protocol_registered_outside_the_package_runs_from_a_scenario_and_is_a
 
 SMALL = {"least_squares": {}, "logistic": {}, "quadratic": {}, "strict_saddle": {}, "sparse_quadratic": {"dim": 30},
          "sparse_least_squares": {"n_samples": 50, "dim": 20}, "matrix_factorization": {}, "nmf": {},
-         "mlp": {"hidden": [4], "n_train": 50, "n_test": 20}}
+         "mlp": {"hidden": [4], "n_train": 50, "n_test": 20}, "ridge": {"n_samples": 60, "dim": 6}}
 
 
 @pytest.mark.parametrize("kind", sorted(SMALL))

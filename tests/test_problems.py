@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from asyncsim.problems import LeastSquares, Logistic, Quadratic
+from asyncsim.problems import LeastSquares, Logistic, Quadratic, Ridge
 from asyncsim.rng import Stream, generator
 
 SPECS = [LeastSquares(n_samples=200, dim=7, noise=0.3), Logistic(n_samples=300, dim=6, l2=0.01),
-         Quadratic(dim=5, mu=0.1, L=3.0, noise=0.5)]
+         Quadratic(dim=5, mu=0.1, L=3.0, noise=0.5), Ridge(n_samples=120, dim=6, lam=0.05, coherence=0.9)]
 
 
 def fd_grad(f, x, h=1e-6):
@@ -95,3 +95,22 @@ def test_logistic_newton_reaches_its_tolerance_where_the_loss_cannot_tell_steps_
         for seed in range(4):
             problem = Logistic(n_samples=2000, dim=100, l2=1e-4, signal=10.0).build(generator(seed, Stream.DATA))
             assert np.linalg.norm(problem.grad(problem.optimum)) < 1e-12
+
+
+@pytest.mark.parametrize("coherence", [0.0, 0.5, 0.95])
+def test_ridge_has_its_spectrum_leverage_and_optimum(coherence):
+    """The construction against independent computations: the singular values by an SVD, the leverage scores by a
+    QR of A (||Q_i||^2), the optimum by the normal equations' stationarity, L by the largest eigenvalue."""
+    spec = Ridge(n_samples=300, dim=8, lam=0.01, condition=100.0, coherence=coherence)
+    p = spec.build(generator(2, Stream.DATA))
+    s = np.linalg.svd(p.A, compute_uv=False)
+    np.testing.assert_allclose(s, np.sqrt(300) * np.geomspace(1.0, 0.01, 8), rtol=1e-10)
+    Q, _ = np.linalg.qr(p.A)
+    np.testing.assert_allclose(p.leverage, np.einsum("ij,ij->i", Q, Q), atol=1e-12)
+    assert p.leverage.sum() == pytest.approx(8.0)
+    if coherence:
+        np.testing.assert_allclose(p.leverage[:8], coherence, atol=1e-12)  # the coherent rows
+        assert p.leverage[8:].max() < coherence  # and the rest share what is left
+    assert np.linalg.norm(p.grad(p.optimum)) < 1e-12
+    H = p.A.T @ p.A / 300 + 0.01 * np.eye(8)
+    assert p.smoothness == pytest.approx(np.linalg.eigvalsh(H).max(), rel=1e-12)

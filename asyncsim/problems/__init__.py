@@ -6,6 +6,7 @@ from .least_squares import LeastSquares, LeastSquaresProblem
 from .logistic import Logistic, LogisticProblem
 from .mlp import MLP, MLPProblem
 from .quadratic import Quadratic, QuadraticProblem
+from .ridge import Ridge, RidgeProblem
 from .saddle import StrictSaddle, StrictSaddleProblem
 from .sparse import SparseLeastSquares, SparseLeastSquaresProblem, SparseQuadratic, SparseQuadraticProblem
 
@@ -15,3 +16,4 @@ __all__ += ["MatrixFactorization", "MatrixFactorizationProblem", "NMF", "NMFProb
             "SparseLeastSquaresProblem", "SparseQuadratic", "SparseQuadraticProblem"]
 __all__ += ["StrictSaddle", "StrictSaddleProblem"]
 __all__ += ["MLP", "MLPProblem"]
+__all__ += ["Ridge", "RidgeProblem"]
