@@ -428,7 +428,7 @@ REAL = {
         {"protocol": {"kind": "shared_memory"}, "algorithm": {"kind": "seacd", "tau": 3, "L": 1.0},
          "cluster": {"compute": {"kind": "constant", "value": 1.0}}},
         "algorithm.kind must be an algorithm whose state is the parameter vector for protocol shared_memory in "
-        "real mode (sgd, asyscd, asysg, delay_adaptive, koloskova, rennala_sgd, ringmaster_asgd, minibatch_sgd, "
+        "real mode (sgd, asyscd, asysg, delay_adaptive, koloskova, rennala_sgd, ringmaster_asgd, minibatch_sgd, coded_gd, "
         "gd, local_sgd, downpour{tests}), got 'seacd'"),
 }
 

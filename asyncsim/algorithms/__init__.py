@@ -2,6 +2,7 @@
 
 from .admm import ADMMNet
 from .base import Algorithm, ApplyInfo, average
+from .coded import CodedGD
 from .coordinate import AsySCD, BlockGrad
 from .delay import AsySG, DelayAdaptive, Koloskova, MinibatchSGD, RennalaSGD, RingmasterASGD
 from .gd import GD
@@ -17,3 +18,4 @@ __all__ += ["Downpour", "EAMSGD", "EASGD"]
 __all__ += ["ADMMNet"]
 __all__ += ["AsySG", "DelayAdaptive", "Koloskova", "MinibatchSGD", "RennalaSGD", "RingmasterASGD"]
 __all__ += ["AsyncBCD", "PIAG"]
+__all__ += ["CodedGD"]

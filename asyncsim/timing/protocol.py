@@ -86,6 +86,10 @@ class Protocol:
     """Compute steps per exchange (a compute-time draw each)."""
     read_law: ClassVar[DelayLaw | None] = None
     """The duration of a read that spans time (shared memory), or None: reads are instantaneous."""
+    coded: ClassVar[bool] = False
+    """True when every update is the set of coded tasks that decoded it (``coded``; its ``code`` says how)."""
+    code: ClassVar = None
+    """The code of coded rounds (a ``timing.codes.Code``), or None."""
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         """The trace of ``n_updates`` updates with the keyed durations ``times``: by default, run the SimPy processes

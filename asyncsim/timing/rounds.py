@@ -267,6 +267,7 @@ class Coded(Rounds):
     trace, bit for bit when k is a power of two."""
 
     code: Code
+    coded = True
 
     def check_cluster(self, cluster):
         self.code.check(cluster.workers)
