@@ -136,6 +136,7 @@ def gd_loop(problem, x0, lr, K):
 @pytest.mark.parametrize("code", [Uncoded(), Repetition(r=2), FractionalRepetition(s=3), MDS(k=5), Cyclic(s=3)],
                          ids=lambda c: type(c).__name__)
 def test_coded_gd_is_gradient_descent_whatever_the_stragglers(code):
+    # (the decoding works for an MDS generator too; a scenario refuses it for coded_gd because of its load)
     """Every round decodes the full gradient from whichever tasks finished: the iterates are gd's (a literal loop
     x_{k+1} = x_k - lr grad f(x_k)) to 1e-10 at every version, over many different straggler sets."""
     from asyncsim.algorithms import CodedGD
@@ -166,3 +167,7 @@ def test_coded_gd_runs_from_the_shipped_scenario_and_refuses_what_it_cannot_deco
         asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", ["protocol={kind: async}"])
     with pytest.raises(ScenarioError, match=r"^problem.kind must be a finite sum of samples"):
         asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", ["problem={kind: quadratic, dim: 4}"])
+    with pytest.raises(ScenarioError, match=r"^protocol.code.kind must be a gradient code \(uncoded, repetition, "
+                                            r"fractional_repetition, cyclic\) for algorithm coded_gd: .*, got 'mds'"):
+        asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml",
+                               ["protocol.code={kind: mds, k: 6}"])

@@ -21,8 +21,6 @@ CASES = [
                  weights=(0.5, 0.2, 0.3)),
     laws.Bimodal(base=laws.ShiftedExponential(shift=0.2, scale=0.5), p=0.1, slowdown=5.0),
     laws.Bimodal(base=laws.Empirical(values=(0.1, 0.4, 0.4)), p=0.3, slowdown=3.0),
-    laws.ColdStart(base=laws.Pareto(alpha=3.5, scale=0.5), p=0.1, delay=2.0),
-    laws.ColdStart(base=laws.Empirical(values=(0.5, 1.0)), p=0.3, delay=1.25),
 ]
 HEAVY = [laws.Pareto(alpha=0.8, scale=1.0),
          laws.Mixture(components=(laws.Pareto(alpha=0.9, scale=0.5), laws.Exponential(mean=1.0)), weights=(0.2, 0.8))]
@@ -158,7 +156,6 @@ def test_mixture_and_bimodal_sampling_is_deterministic_given_the_generator():
     (lambda: laws.Mixture(components=(laws.Constant(value=1.0),) * 2, weights=(0.5, 0.4)),
      "weights must sum to 1, got (0.5, 0.4)"),
     (lambda: laws.Bimodal(base=laws.Constant(value=1.0), p=1.5, slowdown=2.0), "p must be in [0, 1], got 1.5"),
-    (lambda: laws.ColdStart(base=laws.Constant(value=1.0), p=0.1, delay=-1.0), "delay must be in [0, 1e9] s, got -1.0"),
     (lambda: laws.Bimodal(base=laws.Constant(value=1.0), p=-0.1, slowdown=2.0), "p must be in [0, 1], got -0.1"),
     (lambda: laws.Bimodal(base=laws.Constant(value=1.0), p=0.5, slowdown=0.5),
      "slowdown must be >= 1 and finite, got 0.5"),
@@ -252,9 +249,3 @@ def test_parameters_are_keyword_only_and_frozen():
         laws.Gamma(1.0, 2.0)
     with pytest.raises(AttributeError):
         CASES[-1].p = 0.5
-
-
-def test_cold_start_atoms_by_hand():
-    law = laws.ColdStart(base=laws.Constant(value=1.0), p=0.25, delay=3.0)
-    assert law.atoms() == (1.0, 4.0) and law.mean == 1.75
-    assert law.cdf([0.5, 1.0, 3.9, 4.0]).tolist() == [0.0, 0.75, 0.75, 1.0]

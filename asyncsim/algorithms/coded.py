@@ -24,8 +24,9 @@ class CodedGD(Algorithm):
 
         x_{k+1} = P(x_k - lr (1/N) sum_{i in F} a_i t_i) = P(x_k - lr grad f(x_k)),
 
-    gradient descent whatever the straggler pattern (to rounding).  Under ``coded`` the code is the protocol's;
-    under ``sync`` it is ``uncoded``.  P is the projection onto the box [lower, upper]."""
+    gradient descent whatever the straggler pattern (to rounding).  Under ``coded`` the code is the protocol's (a
+    gradient code: a task computes its parts' gradients from the data, so its time is its load of a step); under
+    ``sync`` it is ``uncoded``.  P is the projection onto the box [lower, upper]."""
 
     lr: float
     lower: float | None = None
@@ -48,6 +49,9 @@ class CodedGD(Algorithm):
         return replace(self, code=protocol.code if protocol.code is not None else Uncoded())
 
     def check(self, scenario):
+        require(self.code.gradient_code, "protocol.code.kind", "must be a gradient code (uncoded, repetition, "
+                "fractional_repetition, cyclic) for algorithm coded_gd: an mds task's load 1/k assumes data encoded "
+                "in advance, which a nonlinear loss's gradient cannot use", kind(self.code))
         n_samples = getattr(scenario.problem, "n_samples", None)
         require(n_samples is not None, "problem.kind", "must be a finite sum of samples (split into the code's "
                 "parts) for algorithm coded_gd", kind(scenario.problem))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
@@ -39,6 +40,10 @@ class Code:
     """Base class of codes; ``Code.registry`` maps YAML ``kind`` names to codes."""
 
     registry = Registry("code")
+    gradient_code: ClassVar[bool] = True
+    """True when a task's load is its share of the raw parts, so it can compute the coded sum of the parts'
+    gradients from the data itself (Tandon et al.'s gradient codes).  False for ``mds``, whose load 1/k assumes data
+    encoded in advance: it codes linear computations (matrix-vector products), not a nonlinear loss's gradient."""
 
     def check(self, n: int) -> None:
         """Raise ParamError (naming the YAML path) if the code is not defined for n workers."""
@@ -168,6 +173,7 @@ class MDS(Code):
     """An (n, k) MDS code: each task is a combination of the k parts (load 1/k); any k finished tasks decode."""
 
     k: int
+    gradient_code = False
 
     def __post_init__(self):
         require(self.k >= 1, "k", "must be >= 1", self.k)

@@ -366,43 +366,6 @@ class Bimodal(DelayLaw):
         return tuple(sorted(set(fast) | set(slow)))
 
 
-@register("cold_start")
-@dataclass(frozen=True, kw_only=True)
-class ColdStart(DelayLaw):
-    """A serverless invocation: X = B with probability 1 - p and X = B + c with probability p, the cold start of a
-    new container adding ``delay`` c seconds (B ~ ``base``, e.g. a heavy-tailed ``pareto`` invocation time; cold
-    starts of serverless platforms, as in the straggler-resilient experiments of Gupta, Pilanci and coauthors).
-    E[X] = E[B] + p c;  F(x) = (1 - p) F_B(x) + p F_B(x - c)."""
-
-    base: DelayLaw
-    p: float
-    delay: float
-
-    def __post_init__(self):
-        require(isinstance(self.base, DelayLaw), "base", "must be a delay law", self.base)
-        require(0 <= self.p <= 1, "p", "must be in [0, 1]", self.p)
-        require(0 <= self.delay <= 1e9, "delay", "must be in [0, 1e9] s", self.delay)
-
-    def sample(self, rng, size):
-        x = self.base.sample(rng, size)
-        return np.where(rng.random(size) < self.p, x + self.delay, x)
-
-    @property
-    def mean(self):
-        return self.base.mean + self.p * self.delay
-
-    def _cdf(self, x):
-        return (1 - self.p) * self.base.cdf(x) + self.p * self.base.cdf(x - self.delay)
-
-    def _sf(self, x):
-        return (1 - self.p) * self.base.sf(x) + self.p * self.base.sf(x - self.delay)
-
-    def atoms(self):
-        warm = self.base.atoms() if self.p < 1 else ()
-        cold = tuple(a + self.delay for a in self.base.atoms()) if self.p > 0 else ()
-        return tuple(sorted(set(warm) | set(cold)))
-
-
 @dataclass(frozen=True, kw_only=True)
 class Scaled(DelayLaw):
     """X = factor * B with B ~ ``base``: E[X] = factor E[B], F(x) = F_B(x / factor).  What :func:`scaled` returns for
@@ -437,7 +400,7 @@ def scaled(law: DelayLaw, factor: float) -> DelayLaw:
 
     Stays in the law's family where the family is closed under scaling (exponential mean, shifted exponential shift
     and scale, Pareto / gamma scale, lognormal mu + log(factor), uniform bounds, constant and empirical values;
-    mixtures, bimodal and cold-start laws rescale their components), so closed forms keep applying; other laws are wrapped in
+    mixtures and bimodal laws rescale their components), so closed forms keep applying; other laws are wrapped in
     :class:`Scaled`.  ``law`` itself when factor == 1.
     """
     require(factor > 0 and math.isfinite(factor), "factor", "must be finite and > 0", factor)
@@ -465,8 +428,6 @@ def scaled(law: DelayLaw, factor: float) -> DelayLaw:
         return Mixture(components=tuple(scaled(c, f) for c in law.components), weights=law.weights)
     if t is Bimodal:
         return Bimodal(base=scaled(law.base, f), p=law.p, slowdown=law.slowdown)
-    if t is ColdStart:
-        return ColdStart(base=scaled(law.base, f), p=law.p, delay=law.delay * f)
     if t is Scaled:
         return scaled(law.base, law.factor * f)
     return Scaled(base=law, factor=f)
