@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p_cal.add_argument("--from-delays", dest="delays", metavar="LOG",
                        help="fit the cluster's compute-time dispersion (and a draining server's service time) to a "
                             "delay log, by the KS distance of the simulated delays")
-    p_cal.add_argument("--law", choices=("lognormal", "gamma"),
-                       help="the compute-time law fitted with --from-delays (default lognormal)")
+    p_cal.add_argument("--law", help="the compute-time law fitted with --from-delays: lognormal (default) or gamma")
     p_cal.add_argument("--steps", type=int, help="steps to time without --from or --from-delays (default 200)")
     p_cal.add_argument("--out", help="scenario file to write (default: results/<name>-calibrated.yaml)")
 

@@ -193,6 +193,8 @@ def test_calibration_of_a_draining_server_recovers_its_service_ratio(tmp_path):
      "cluster.workers must be the 8 workers of the log (as its updates imply them), got 4"),
     (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--from", "results/x"],
      "give one of --from (a real run) and --from-delays (a delay log), not both"),
+    (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--law", "weibull"],
+     "--law must be one of lognormal, gamma, got 'weibull'"),
     (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--steps", "5"],
      "--steps is the number of steps timed on this machine; it does not apply with --from or --from-delays"),
     (["real_delays/async_bcd.yaml", "BCD_sun_RCV1.csv", "--set", "protocol={kind: shared_memory}",

@@ -100,6 +100,13 @@ class WindowSteps:
     def _step(self, history: History, tau: int) -> float:
         return window_step(self.policy, self.lr, self.budget, history, tau)
 
+    recorded = ("step_size",)
+
+    def metrics(self, server_state):
+        """The step of the last update (the state's ``history``), NaN before the first."""
+        h = server_state.history
+        return {"step_size": h.values[h.length - 1] if h.length else np.nan}
+
 
 class PIAGState(NamedTuple):
     """The master's state: the parameters, the latest gradient of every worker (None before its first), the
@@ -198,12 +205,6 @@ class PIAG(WindowSteps, Algorithm):
     def params(self, server_state):
         return server_state.x
 
-    def metrics(self, server_state):
-        return {"step_size": server_state.history.values[server_state.history.length - 1]
-                if server_state.history.length else np.nan}
-
-    recorded = ("step_size",)
-
 
 class BCDState(NamedTuple):
     """Async-BCD's shared state: the parameters and the steps taken."""
@@ -257,9 +258,3 @@ class AsyncBCD(WindowSteps, CoordinateSteps):
 
     def params(self, server_state):
         return server_state.x
-
-    def metrics(self, server_state):
-        h = server_state.history
-        return {"step_size": h.values[h.length - 1] if h.length else np.nan}
-
-    recorded = ("step_size",)
