@@ -34,6 +34,7 @@ class Stream(IntEnum):
     FAILURE = 7
     PHASE = 8
     READ = 9
+    COLD_START = 10
 
 
 def generator(seed: int, stream: Stream, worker: int = 0, block: int = 0) -> np.random.Generator:

@@ -2,7 +2,7 @@
 
 Order statistics of compute times (the synchronous barrier), synchronous round time, asynchronous throughput and
 worker shares, the staleness law of the asynchronous parameter server, the probability of a slow synchronous round,
-the ring all-reduce cost and Rennala SGD's collection time.  Compute-time laws are
+the ring all-reduce cost, Rennala SGD's collection time and the round time of coded computation.  Compute-time laws are
 :class:`asyncsim.timing.laws.DelayLaw` objects; a sequence of laws gives one law per worker (heterogeneous
 workers), and a single law with ``n=`` gives n identical workers.  Unless stated otherwise, predictions assume
 constant link latencies and no contention at the server.
@@ -187,6 +187,50 @@ def sync_round_time(laws: Laws, latency: float = 0.0, *, n: int | None = None) -
     """
     require(latency >= 0 and math.isfinite(latency), "latency", "must be finite and >= 0", latency)
     return max_mean(laws, n=n) + latency
+
+
+def coded_round_time(code, n: int, law: DelayLaw) -> float:
+    """Mean time of one round of the ``coded`` protocol with n workers whose compute times are i.i.d. ``law``
+    (no latency, no server contention): a task of load l = ``code.load(n)`` takes l X, and the round ends when the
+    finished tasks decode.
+
+    - A code that decodes from any m tasks (``waits_for``: uncoded m = n, mds m = k, cyclic m = n - s):
+      l E[X_(m:n)], the m-th order statistic (:func:`order_statistic_mean`).  For Lee et al.'s load-scaled
+      shifted exponential, X = 1 + E/mu, this is uncoded (1/n)(1 + H_n/mu) and (n, k) MDS
+      (1/k)(1 + (H_n - H_{n-k})/mu) (Lee, Lam, Pedarsani, Papailiopoulos and Ramchandran, "Speeding up distributed
+      machine learning using codes", IEEE Trans. Inf. Theory 2018, Theorems 1 and 2).
+    - Groups of g workers that compute the same parts (repetition r = g, fractional repetition s = g - 1): the
+      last of the n/g groups to have one finished task, l E[max_groups min_{i in group} X_i] =
+      l int_0^inf (1 - (1 - S(x)^g)^{n/g}) dx with S = P(X > x); for the shifted exponential
+      (g/n)(1 + H_{n/g}/(g mu)) (the minimum of g is 1 + Exp(g mu)).
+    """
+    code.check(n)
+    load = code.load(n)
+    m = code.waits_for(n)
+    if m is not None:
+        return load * order_statistic_mean(law, m, n=n)
+    g = getattr(code, "group", None)
+    require(g is not None, "code", "must decode from any m tasks or from one task per group", code)
+    groups = n // g
+    if type(law) is ShiftedExponential:
+        return load * (law.shift + law.scale * _harmonic_gap(groups, groups) / g)
+    if type(law) is Exponential:
+        return load * law.mean * _harmonic_gap(groups, groups) / g
+
+    def survival(x):
+        return 1.0 - (1.0 - float(law.sf(x)) ** g) ** groups
+
+    return load * integrate.quad(survival, 0.0, math.inf, limit=200)[0]
+
+
+def best_mds_k(n: int, law: DelayLaw) -> int:
+    """The k that minimizes the mean (n, k) MDS round time (:func:`coded_round_time`), by enumeration of
+    k = 1..n (Lee et al. 2018, Theorem 2: an interior optimum, k* ~ n (1 - 1/(mu ...)) for large n, with a
+    Theta(log n) gain over uncoded computation)."""
+    from .timing.codes import MDS
+
+    times = [coded_round_time(MDS(k=k), n, law) for k in range(1, n + 1)]
+    return int(np.argmin(times)) + 1
 
 
 def _cycle_means(means) -> np.ndarray:

@@ -136,8 +136,8 @@ def gd_loop(problem, x0, lr, K):
 @pytest.mark.parametrize("code", [Uncoded(), Repetition(r=2), FractionalRepetition(s=3), MDS(k=5), Cyclic(s=3)],
                          ids=lambda c: type(c).__name__)
 def test_coded_gd_is_gradient_descent_whatever_the_stragglers(code):
-    # (the decoding works for an MDS generator too; a scenario refuses it for coded_gd because of its load)
-    """Every round decodes the full gradient from whichever tasks finished: the iterates are gd's (a literal loop
+    """Every round decodes the full gradient from whichever tasks finished (the parts' gradient sums for a gradient
+    code, the MDS-coded blocks of the product M x for mds): the iterates are gd's (a literal loop
     x_{k+1} = x_k - lr grad f(x_k)) to 1e-10 at every version, over many different straggler sets."""
     from asyncsim.algorithms import CodedGD
     from asyncsim.problems import Ridge
@@ -167,7 +167,75 @@ def test_coded_gd_runs_from_the_shipped_scenario_and_refuses_what_it_cannot_deco
         asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", ["protocol={kind: async}"])
     with pytest.raises(ScenarioError, match=r"^problem.kind must be a finite sum of samples"):
         asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", ["problem={kind: quadratic, dim: 4}"])
-    with pytest.raises(ScenarioError, match=r"^protocol.code.kind must be a gradient code \(uncoded, repetition, "
-                                            r"fractional_repetition, cyclic\) for algorithm coded_gd: .*, got 'mds'"):
-        asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml",
-                               ["protocol.code={kind: mds, k: 6}"])
+    mds = ["protocol.code={kind: mds, k: 6}"]
+    with pytest.raises(ScenarioError, match=r"^problem.kind must have a linear gradient M x - c \(quadratic, "
+                                            r"least_squares, ridge\) for algorithm coded_gd with a mds code, .*, "
+                                            r"got 'logistic'"):
+        asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", mds + ["problem={kind: logistic}"])
+    with pytest.raises(ScenarioError, match=r"^protocol.code.k must be <= problem.dim \(4\): .*, got 6"):
+        asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", mds + ["problem={kind: quadratic, dim: 4}"])
+    coded = asyncsim.run(asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml",
+                                                mds + ["run.updates=40"]))
+    assert coded.metrics["suboptimality"].iloc[-1] < 1e-3 * coded.metrics["suboptimality"].iloc[0]
+
+
+@pytest.mark.parametrize("changes, task, decoding", [
+    (["problem={kind: ridge, n_samples: 400, dim: 5}", "protocol={kind: sync}", "cluster.flops_per_second=8010.0"],
+     0.25, 4 * 5 / 8010),  # uncoded: a quarter of a gradient's 4 N d + 2 d = 8010 flops; the sum of 4 results
+    (["problem={kind: quadratic, dim: 6}", "protocol={kind: coded, code: {kind: mds, k: 2}}",
+      "cluster.flops_per_second=72.0"], 0.5, (2 / 3 * 8 + 2 * 4 * 3) / 72),  # half of M x (2 d^2 = 72 flops); LU
+])
+def test_a_coded_task_is_its_load_of_the_job_and_decoding_is_charged_to_the_server(changes, task, decoding):
+    """With cluster.flops_per_second a task takes its load of the job's flops (once: not its load squared) and each
+    round ends with the server's decoding (``Code.decoding_flops``): constant draws make every round
+    task + decoding seconds long."""
+    scenario = asyncsim.load_scenario(None, ["cluster={workers: 4, compute: {kind: constant, value: 1.0}}",
+                                             "algorithm={kind: coded_gd, lr: 0.1}", "run.updates=5"] + changes)
+    times = asyncsim.run(scenario).trace.update_times()
+    np.testing.assert_allclose(np.diff(times), task + decoding, rtol=1e-12)
+
+
+@pytest.mark.parametrize("code", [Uncoded(), MDS(k=3), MDS(k=5), Cyclic(s=2), Repetition(r=2),
+                                  FractionalRepetition(s=2)], ids=repr)
+@pytest.mark.parametrize("law", [ShiftedExponential(shift=1.0, scale=0.5), LogNormal(mu=0.0, sigma=0.8)], ids=repr)
+def test_coded_round_time_against_monte_carlo(code, law):
+    """theory.coded_round_time against an independent Monte Carlo in numpy (200,000 rounds of 6 i.i.d. draws,
+    loaded, and the decoding rule applied by hand: the m-th smallest, or the slowest group's fastest task), within
+    4 standard errors; for the shifted exponential also against Lee et al.'s harmonic forms to 1e-12."""
+    from asyncsim.theory import coded_round_time
+
+    n, R = 6, 200_000
+    X = law.sample(np.random.default_rng(11), n * R).reshape(R, n) * code.load(n)
+    if isinstance(code, (Repetition, FractionalRepetition)):
+        g = code.group
+        T = X.reshape(R, n // g, g).min(axis=2).max(axis=1)
+    else:
+        T = np.sort(X, axis=1)[:, code.waits_for(n) - 1]
+    predicted = coded_round_time(code, n, law)
+    assert abs(T.mean() - predicted) <= 4 * T.std() / math.sqrt(R)
+    if isinstance(law, ShiftedExponential):
+        mu = 1 / law.scale
+        lee = {Uncoded: lambda: (1 + harmonic(n) / mu) / n,
+               MDS: lambda: (1 + (harmonic(n) - harmonic(n - code.k)) / mu) / code.k,
+               Cyclic: lambda: (code.s + 1) / n * (1 + (harmonic(n) - harmonic(code.s)) / mu),
+               Repetition: lambda: code.r / n * (1 + harmonic(n // code.r) / (code.r * mu)),
+               FractionalRepetition: lambda: (code.s + 1) / n * (1 + harmonic(n // (code.s + 1)) / ((code.s + 1) * mu))}
+        assert predicted == pytest.approx(lee[type(code)](), rel=1e-12)
+
+
+def test_best_mds_k_by_enumeration_and_monte_carlo():
+    """The exact best k minimizes (1/k)(1 + (H_n - H_{n-k})/mu); a paired Monte Carlo (the same draws for every k)
+    finds the same k for cases whose optimum is not flat, and the gain over uncoded grows with n."""
+    from asyncsim.theory import best_mds_k, coded_round_time
+
+    for n, mu, want in [(8, 4.0, 7), (10, 2.0, 8), (8, 0.5, 5)]:
+        law = ShiftedExponential(shift=1.0, scale=1 / mu)
+        assert best_mds_k(n, law) == want
+        assert want == 1 + int(np.argmin([(1 + (harmonic(n) - harmonic(n - k)) / mu) / k for k in range(1, n + 1)]))
+        E = np.sort(np.random.default_rng(n).exponential(1.0, (100_000, n)), axis=1)
+        means = [((1 + E[:, k - 1] / mu) / k).mean() for k in range(1, n + 1)]
+        assert 1 + int(np.argmin(means)) == want
+    law = ShiftedExponential(shift=1.0, scale=1.0)
+    gains = [coded_round_time(Uncoded(), n, law) / coded_round_time(MDS(k=best_mds_k(n, law)), n, law)
+             for n in (4, 8, 16, 30)]
+    assert np.all(np.diff(gains) > 0)

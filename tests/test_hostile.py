@@ -126,7 +126,7 @@ def test_a_directory_missing_and_huge_files(tmp_path, capsys):
 
 VALUES = {
     "unknown key": ({"cluster": {"wrokers": 4}}, "cluster.wrokers is not a known key (allowed: compute, "
-                    "compute_trace, downlink, failures, flops_per_second, network, server, speeds, stragglers, "
+                    "compute_trace, downlink, failures, flops_per_second, network, server, serverless, speeds, stragglers, "
                     "transient, uplink, workers)"),
     "string for an integer": ({"cluster": {"workers": "eight"}},
                               "cluster.workers must be an integer, got 'eight' (str)"),
@@ -166,8 +166,8 @@ VALUES = {
                                      "problem": {"kind": "mlp", "loss": "hinge", "bias": False}},
                                     "algorithm admm_nn times its serial step in flops: set cluster.flops_per_second"),
     "flops for a problem that does not count them": (
-        {"cluster": {"flops_per_second": 1e9}},
-        "cluster.flops_per_second needs the problem's gradient flops, which problem least_squares does not count; "
+        {"cluster": {"flops_per_second": 1e9}, "problem": {"kind": "logistic"}},
+        "cluster.flops_per_second needs the problem's gradient flops, which problem logistic does not count; "
         "give compute times in seconds instead (null), got 1000000000.0"),
     "local steps under async": ({"algorithm": {"kind": "local_sgd", "lr": 0.1, "local_steps": 2}},
                                 "protocol.kind must be one of periodic for algorithm local_sgd, got 'async'"),

@@ -34,6 +34,8 @@ class ProblemSpec:
     """True when the built problem knows the block constants L_i (``Problem.block_smoothness``)."""
     counts_flops: ClassVar[bool] = False
     """True when the built problem counts its gradient's flops (``Problem.grad_flops``)."""
+    linear_gradient: ClassVar[bool] = False
+    """True when the built problem's gradient is linear, grad f(x) = M x - c (``Problem.linear_gradient``)."""
     recorded: ClassVar[tuple[str, ...]] = ()
     """The names of the extra metrics the problem records (``Problem.metrics``)."""
 
@@ -83,6 +85,11 @@ class Problem:
 
     def grad_flops(self) -> float | None:
         """Floating-point operations of one full gradient (for ``cluster.flops_per_second``), or None."""
+        return None
+
+    def linear_gradient(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(M, c) with grad f(x) = M x - c for every x, when f is a quadratic (a gradient is then one matrix-vector
+        product, which an MDS code can split); None otherwise."""
         return None
 
     def sample_batches(self, rng: np.random.Generator, n_steps: int, batch_size: int) -> np.ndarray:

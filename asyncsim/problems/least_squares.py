@@ -25,6 +25,14 @@ class LeastSquaresProblem(FiniteSum):
         A, y = self._rows(batch)
         return A.T @ (A @ x - y) / len(y)
 
+    def linear_gradient(self):
+        """grad f(x) = (A^T A / n) x - A^T y / n."""
+        return self.A.T @ self.A / self.n_samples, self.A.T @ self.y / self.n_samples
+
+    def grad_flops(self):
+        """4 n d: the products A x and A^T r, 2 n d each."""
+        return 4.0 * self.A.size
+
     @cached_property
     def optimum(self):
         return np.linalg.lstsq(self.A, self.y, rcond=None)[0]
@@ -50,6 +58,8 @@ class LeastSquares(ProblemSpec):
         require(self.noise >= 0, "noise", "must be >= 0", self.noise)
 
     knows_smoothness = True
+    linear_gradient = True
+    counts_flops = True
 
     def memory(self):
         """A (n x d) three times over: the matrix, and the copy and workspace of its 2-norm (an SVD)."""

@@ -38,6 +38,10 @@ class QuadraticProblem(Problem):
         g = self._hessian_times(x - self.x_star)
         return g if batch is None or batch.size == 0 else g + batch
 
+    def linear_gradient(self):
+        """grad f(x) = H x - H x*."""
+        return self.H, self.H @ self.x_star
+
     def sample_batches(self, rng, n_steps, batch_size):
         if self.noise == 0:
             return np.empty((n_steps, 0))
@@ -72,6 +76,7 @@ class Quadratic(ProblemSpec):
             require(min(eig) > 0, "eigenvalues", "must all be > 0", min(eig))
 
     knows_smoothness = True
+    linear_gradient = True
 
     def memory(self):
         """The dense d x d Hessian, its random basis and the QR and symmetrization temporaries."""

@@ -36,6 +36,15 @@ class RidgeProblem(FiniteSum):
         A, b = self._rows(batch)
         return A.T @ (A @ x - b) / len(b) + self.lam * x
 
+    def linear_gradient(self):
+        """grad f(x) = (A^T A / n + lam I) x - A^T b / n."""
+        n = self.n_samples
+        return self.A.T @ self.A / n + self.lam * np.eye(self.dim), self.A.T @ self.y / n
+
+    def grad_flops(self):
+        """4 n d + 2 d: the products A x and A^T r, 2 n d each, and the ridge term."""
+        return 4.0 * self.A.size + 2.0 * self.dim
+
     @cached_property
     def optimum(self):
         H = self.A.T @ self.A / self.n_samples + self.lam * np.eye(self.dim)
@@ -74,6 +83,8 @@ class Ridge(ProblemSpec):
         require(self.noise >= 0, "noise", "must be >= 0", self.noise)
 
     knows_smoothness = True
+    linear_gradient = True
+    counts_flops = True
 
     def memory(self):
         """A (n x d), and the random orthonormal factor and workspace of its construction."""

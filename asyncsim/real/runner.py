@@ -85,6 +85,8 @@ def _check_real(scenario) -> None:
             "target; a real run takes run.updates)", to_plain(scenario.run.stop_at))
     require(cluster.failures is None, "cluster.failures", "must be null in real mode: failures are not emulated "
             "(workers fail for real there; see real.on_worker_failure)", to_plain(cluster.failures))
+    require(cluster.serverless is None, "cluster.serverless", "must be null in real mode: worker processes are "
+            "not serverless invocations (their slots are not shared across processes)", to_plain(cluster.serverless))
     if spec.time_scale is not None and loop is not RealLoop.HOGWILD:
         require(cluster.server.slots == 1, "cluster.server.slots", "must be 1 to emulate the server in real mode "
                 "(one server loop)", cluster.server.slots)

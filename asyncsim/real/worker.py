@@ -94,9 +94,7 @@ class Waits:
     def compute(self, w: int, step: int) -> None:
         """Wait the simulated compute time of step ``step`` (``local_steps`` draws for periodic protocols)."""
         now = (time.perf_counter() - self.t0) / self.scale
-        end = now
-        for h in range(self.local_steps):
-            end = self.times.done(w, step * self.local_steps + h, end)
+        end = self.times.task(w, step, now, 1.0, self.local_steps)
         sleep_until(self.t0 + end * self.scale)
 
     def wait(self, draw, w: int, step: int) -> None:

@@ -128,14 +128,7 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
         event.succeed()
         created(t)
 
-    def compute(w, step, t):
-        if local_steps == 1:
-            return done(w, step, t)
-        for h in range(local_steps):
-            t = done(w, step * local_steps + h, t)
-        return t
-
-    done, downlink, uplink, service, crash_after = (times.done, times.downlink, times.uplink, times.service,
+    task, downlink, uplink, service, crash_after = (times.task, times.downlink, times.uplink, times.service,
                                                     times.crash_after)
     track = max_staleness is not None
 
@@ -157,7 +150,9 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 version = server["version"]
                 continue
             t_read_end = t_read if read_time is None else t_read + read_time(w, step)
-            t_done = compute(w, step, t_read_end)
+            if times.capped:  # ask for a slot at the read instant: requests in (time, worker) order
+                yield clock.at(t_read_end, Phase.READ, w)
+            t_done = task(w, step, t_read_end, 1.0, local_steps)
             t_arrive = t_done + uplink(w, step)
             if track:
                 computing[w] = (procs[w], version)
@@ -275,7 +270,13 @@ class Ringmaster(Protocol):
     def __post_init__(self):
         require(self.max_staleness >= 0, "max_staleness", "must be >= 0", self.max_staleness)
 
+    def check_cluster(self, cluster):
+        require(cluster.serverless is None or cluster.serverless.concurrency is None,
+                "cluster.serverless.concurrency", "must be null under protocol ringmaster (a cancelled invocation "
+                "may still be waiting for a slot, which this protocol does not model)", "given")
+
     def run(self, sim):
+        self.check_cluster(sim.cluster)
         run_async(sim, max_staleness=self.max_staleness)
 
     def staleness_bound(self, cluster, n_updates):

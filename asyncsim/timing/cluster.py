@@ -82,6 +82,37 @@ class Failures:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ColdStart:
+    """A serverless cold start: each invocation, independently with ``probability``, starts ``time`` seconds late
+    (a container is provisioned and the runtime loaded before the task's work begins)."""
+
+    probability: float
+    time: DelayLaw
+
+    def __post_init__(self):
+        require(0 <= self.probability <= 1, "probability", "must be in [0, 1]", self.probability)
+        require_duration(self.time, "time")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Serverless:
+    """Workers are serverless invocations (AWS Lambda and the like, the platform of Bartan and Pilanci's and Gupta
+    et al.'s coded and sketched experiments): every task is one invocation, whose time is the cluster's compute law
+    (choose a heavy-tailed one, ``pareto`` or ``lognormal``) times the task's load, after an optional
+    ``cold_start``.  With ``concurrency`` C, at most C invocations run at once: an invocation that finds the C slots
+    busy waits for the first to free (requests in order of time, those of one instant in worker order), and an
+    invocation cancelled by its protocol still holds its slot until it would have finished (a function runs to
+    completion and is billed).  Waiting for a slot and the cold start count in the task's compute span."""
+
+    cold_start: ColdStart | None = None
+    concurrency: int | None = None
+
+    def __post_init__(self):
+        require(self.concurrency is None or self.concurrency >= 1, "concurrency", "must be >= 1 (or null: no cap)",
+                self.concurrency)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Network:
     """The beta part of the alpha-beta link model: a message of m bytes takes latency + m / bandwidth seconds.
     Bandwidths are in bytes per second (None: infinite); ``message_bytes`` defaults to the problem's dimension
@@ -156,7 +187,8 @@ class Cluster:
 
     Worker w's compute time at step s is ``X * slowdown_w / speed_w`` where X is drawn from ``compute`` (one law for
     all, or a list of n laws) or read from ``compute_trace``; ``speeds`` (default all 1) and ``stragglers``
-    (persistent slowdowns) make workers heterogeneous; ``transient`` adds random slow phases and ``failures`` crashes.
+    (persistent slowdowns) make workers heterogeneous; ``transient`` adds random slow phases and ``failures`` crashes;
+    ``serverless`` makes every task an invocation with cold starts and a concurrency cap.
     A message takes the latency drawn from ``uplink`` / ``downlink`` plus its size over the bandwidth of ``network``.
     With ``flops_per_second``, X is in units of one step's arithmetic: the compute time is X * flops / rate, with
     the flops of a step from the algorithm and the problem (a full gradient, a minibatch, a coordinate block), so
@@ -174,6 +206,7 @@ class Cluster:
     downlink: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
     network: Network = field(default_factory=Network)
     server: Server = field(default_factory=Server)
+    serverless: Serverless | None = None
     flops_per_second: float | None = None
 
     def __post_init__(self):
@@ -208,6 +241,8 @@ class Cluster:
             require(s.worker < n, f"stragglers[{i}].worker", f"must be < workers ({n})", s.worker)
             require(s.worker not in seen, f"stragglers[{i}].worker", "must not repeat", s.worker)
             seen.add(s.worker)
+        require(self.serverless is None or self.failures is None, "failures", "must be null with serverless "
+                "workers (an invocation that fails is retried by the platform, which is not modelled)", "given")
         if self.failures is not None and self.flops_per_second is None:
             slowest = max(s.slowdown for s in self.stragglers) if self.stragglers else 1.0
             step = max(law.mean for law in given) * slowest / min(self.speeds or (1.0,))
@@ -245,8 +280,9 @@ class Cluster:
     @property
     def independent(self) -> bool:
         """True when the timing of each worker depends on no other worker and on no time-varying state: no server
-        contention (service time 0), no transient slow phases, no failures.  The fast path needs this."""
+        contention (service time 0), no transient slow phases, no failures, no serverless invocations (their cold
+        starts and slots).  The fast path needs this."""
         service = self.server.service
         return (isinstance(service, Constant) and service.value == 0.0 and self.transient is None
-                and self.failures is None)
+                and self.failures is None and self.serverless is None)
 

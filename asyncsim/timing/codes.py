@@ -73,6 +73,13 @@ class Code:
         """The number of finished tasks that always decodes and no fewer ever does (None: it depends on which)."""
         return None
 
+    def decoding_flops(self, n: int, size: int) -> float:
+        """Flops of decoding one round from the fewest tasks that always decode (``waits_for``, else n), each a
+        result of ``size`` numbers: by default a least-squares solve for a (about 2 P f^2 for f tasks and P parts)
+        and the weighted sum of the results (2 f size)."""
+        f = self.waits_for(n) or n
+        return 2.0 * self.matrix(n).shape[1] * f * f + 2.0 * f * size
+
     def decoding(self, done, n: int) -> np.ndarray:
         """a with a^T B_F = 1^T for the finished tasks F = sorted(``done``) (a vector over F, in that order): the
         sum of their results, weighted by a, is the sum of the parts."""
@@ -106,6 +113,10 @@ class Uncoded(Code):
     def waits_for(self, n):
         return n
 
+    def decoding_flops(self, n, size):
+        """The sum of the n results."""
+        return float(n * size)
+
 
 @lru_cache(maxsize=32)
 def _identity(n: int) -> np.ndarray:
@@ -129,6 +140,10 @@ class Groups(Code):
 
     def decodes(self, done, n):
         return len({w // self.group for w in done}) == n // self.group
+
+    def decoding_flops(self, n, size):
+        """The sum of one result per group."""
+        return float(n // self.group * size)
 
 
 @Code.registry.register("repetition")
@@ -198,6 +213,11 @@ class MDS(Code):
 
     def waits_for(self, n):
         return self.k
+
+    def decoding_flops(self, n, size):
+        """An LU solve with the k x k generator of the finished tasks, (2/3) k^3, applied to the k results of
+        ``size`` numbers, 2 k^2 size."""
+        return 2.0 / 3.0 * self.k ** 3 + 2.0 * self.k ** 2 * size
 
 
 @lru_cache(maxsize=32)

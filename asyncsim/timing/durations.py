@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections import deque
+from heapq import heapify, heapreplace
 
 import numpy as np
 
@@ -21,7 +23,9 @@ from .laws import DelayLaw
 
 class Durations:
     """``compute(w, s)``: the compute time of worker w's step s (law draw or trace value, times the worker's factor);
-    ``done(w, s, t)``: when that computation, started at t, finishes (slow phases included); ``uplink(w, s)``,
+    ``done(w, s, t)``: when that computation, started at t, finishes (slow phases included); ``task(w, s, t)``: when
+    a worker's task of one or more steps, requested at t, finishes (serverless slots and cold starts included: the
+    protocols ask this, in order of t when ``capped``); ``uplink(w, s)``,
     ``downlink(w, s)``: latency + bytes / bandwidth (the downlink of step s delivers the parameters step s reads;
     unused for s = 0, since every worker starts at time 0 with version 0); ``service(w, s)``; ``up_at(w, t)`` and
     ``crash_after(w, t)`` for the failure schedule; ``serial``: the seconds a round protocol spends between a round's
@@ -57,6 +61,14 @@ class Durations:
         f = cluster.failures
         self._failures = None if f is None else [
             _Alternating(seed, Stream.FAILURE, w, _exp(1.0 / f.rate), f.downtime.sample) for w in range(self.workers)]
+        s = cluster.serverless
+        cold = None if s is None else s.cold_start
+        self._cold = None if cold is None or cold.probability == 0 else _scalar(seed, Stream.COLD_START, _cold(cold))
+        self._slots = None if s is None or s.concurrency is None else [0.0] * s.concurrency
+        self._queued: deque[tuple[float, float]] = deque()  # (start, end) of invocations promised a slot later
+        self.capped = self._slots is not None
+        """True when tasks wait for one of a limited number of slots: ``task`` must then be asked in order of its
+        request times (the protocols ask at a READ event of the requesting worker, so ties go by worker id)."""
 
     def draws(self, stream: Stream, law: DelayLaw) -> StepDraws:
         """Per-(worker, step) scalar draws of ``law`` from ``stream`` (for timing a protocol owns, e.g. READ)."""
@@ -120,6 +132,36 @@ class Durations:
             t = end
             i += 1
 
+    def task(self, worker: int, step: int, t: float, load: float = 1.0, local_steps: int = 1) -> float:
+        """When worker's task ``step`` (its compute steps step * local_steps ... + local_steps - 1, each of ``load``
+        times a step's work), requested at t, finishes.  A serverless invocation starts when one of the
+        ``concurrency`` slots is free (the earliest freed; once started it holds that slot until it finishes,
+        cancelled or not; cancelled before it starts, it frees it: ``cancel_queued``), then waits its cold start (drawn from the COLD_START stream by (worker, step)), then computes."""
+        slots, queued = self._slots, self._queued
+        start = t
+        if slots is not None:
+            start = max(t, slots[0])
+            while queued and queued[0][0] <= t:  # started by now: no longer waiting in the queue
+                queued.popleft()
+        end = start + (self._cold(worker, step) if self._cold is not None else 0.0)
+        for h in range(local_steps):
+            end = self.done(worker, step * local_steps + h, end, load)
+        if slots is not None:
+            heapreplace(slots, end)
+            if start > t:
+                queued.append((start, end))
+        return end
+
+    def cancel_queued(self, t: float) -> None:
+        """Every invocation requested but not started by t leaves the queue and frees the slot it was promised
+        (a round protocol calls this when a round closes at t, which cancels every unfinished task: the queued
+        ones, whose starts are the latest, are all among them)."""
+        slots, queued = self._slots, self._queued
+        while queued and queued[-1][0] > t:
+            start, end = queued.pop()  # the latest promise first: the slot is free again when this one would start
+            slots[slots.index(end)] = start
+            heapify(slots)
+
     def up_at(self, worker: int, t: float) -> float:
         """t if the worker is up at time t, else the time it rejoins."""
         if self._failures is None:
@@ -178,6 +220,15 @@ class _Alternating:
 
 def _exp(mean: float):
     return lambda g, n: g.exponential(mean, n)
+
+
+def _cold(cold):
+    """Cold-start delays: ``cold.time`` with probability ``cold.probability``, else 0 (one uniform and one law draw
+    per invocation, so the probability and the law can be changed apart)."""
+    def sample(g, n):
+        hit = g.random(n) < cold.probability
+        return np.where(hit, cold.time.sample(g, n), 0.0)
+    return sample
 
 
 def _plus(law: DelayLaw, extra: float):

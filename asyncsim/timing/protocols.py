@@ -41,7 +41,8 @@ def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") ->
     elif not cluster.independent:
         causes = [name for name, on in (("server service time > 0", cluster.server.service != Constant(value=0.0)),
                                         ("transient stragglers", cluster.transient is not None),
-                                        ("failures", cluster.failures is not None)) if on]
+                                        ("failures", cluster.failures is not None),
+                                        ("serverless invocations", cluster.serverless is not None)) if on]
         reason = f"a cluster whose workers interact ({', '.join(causes)})"
     if engine == "fast" and reason:
         raise ScenarioError(f"engine fast cannot simulate {reason}; use --engine simpy or auto")

@@ -99,6 +99,8 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
         if k + 1 == K:
             finished.succeed()
             return
+        if times.capped:
+            times.cancel_queued(t)
         for proc in list(computing.values()):
             proc.interrupt(t)
         computing.clear()
@@ -138,12 +140,13 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
                     yield clock.at(rejoin, Phase.READ, w)
                 t_up, t_back = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
                 continue
-            t_done = t_read
-            for h in range(local_steps):
-                t_done = times.done(w, step * local_steps + h, t_done, load)
-            t_arrive = t_done + times.uplink(w, step) if link else t_done
+            t_done = t_arrive = t_read
             computing[w] = procs[w]
             try:
+                if times.capped:  # ask for a slot at the read instant: requests in (time, worker) order
+                    yield clock.at(t_read, Phase.READ, w)
+                t_done = times.task(w, step, t_read, load, local_steps)
+                t_arrive = t_done + times.uplink(w, step) if link else t_done
                 if crash < t_arrive:
                     yield clock.at(crash, Phase.DONE, w)
                     del computing[w]
