@@ -2,7 +2,8 @@
 
 Order statistics of compute times (the synchronous barrier), synchronous round time, asynchronous throughput and
 worker shares, the staleness law of the asynchronous parameter server, the probability of a slow synchronous round,
-the ring all-reduce cost, Rennala SGD's collection time and the round time of coded computation.  Compute-time laws are
+the ring all-reduce cost, Rennala SGD's collection time, the round time of coded computation and the errors of
+sketched least squares (sketch-and-solve averages, the iterative Hessian sketch).  Compute-time laws are
 :class:`asyncsim.timing.laws.DelayLaw` objects; a sequence of laws gives one law per worker (heterogeneous
 workers), and a single law with ``n=`` gives n identical workers.  Unless stated otherwise, predictions assume
 constant link latencies and no contention at the server.
@@ -231,6 +232,57 @@ def best_mds_k(n: int, law: DelayLaw) -> int:
 
     times = [coded_round_time(MDS(k=k), n, law) for k in range(1, n + 1)]
     return int(np.argmin(times)) + 1
+
+
+def ihs_contraction(m: int, d: int, q: float = 1, debias: str = "step") -> float:
+    """E ||x_{t+1} - x*||_H^2 / ||x_t - x*||_H^2 of ``sketched_newton`` with q Gaussian sketches of m rows, lam = 0,
+    lr = 1 (exact, for any x_t: the distribution of the step is rotation invariant).
+
+    With W_i = U^T S_i^T S_i U (U the left singular vectors of A) Wishart(m, I_d) / m, the error e = H^{1/2}
+    (x - x*) maps to (I - mu (1/q) sum_i W_i^{-1}) e (in the right singular basis), and with E[W^{-1}] =
+    m / (m - d - 1) I, E[W^{-2}] = m^2 (m - 1) / ((m - d) (m - d - 1) (m - d - 3)) I (inverse Wishart moments):
+
+    - ``step`` (mu = (m - d - 1) / m): rho / q with rho = ((d + 1) m - d^2 - 2 d + 1) / ((m - d) (m - d - 3));
+    - ``none`` (mu = 1): (1 - a)^2 + (c - a^2) / q with a = m / (m - d - 1), c = E[W^{-2}]'s scalar: the floor
+      (1 - a)^2 = ((d + 1) / (m - d - 1))^2 that no number of workers removes.
+
+    Needs m > d + 3."""
+    require(m > d + 3, "m", f"must be > d + 3 ({d + 3}) for a finite second moment", m)
+    a = m / (m - d - 1)
+    c = m * m * (m - 1) / ((m - d) * (m - d - 1) * (m - d - 3))
+    if debias == "step":
+        mu = 1 / a
+        return (mu * mu * c - 1) / q
+    require(debias == "none", "debias", "must be step or none (the closed forms)", debias)
+    return (1 - a) ** 2 + (c - a * a) / q
+
+
+def sketch_and_solve_error(m: int, d: int, q: float = 1) -> float:
+    """E ||A (x_hat - x*)||^2 / ||A x* - y||^2 for the mean x_hat of q Gaussian sketch-and-solve solutions with
+    m rows (lam = 0): d / (q (m - d - 1)), exact for m > d + 1.
+
+    Given S A = G_1 (m x d, N(0, 1/m) entries in the left singular basis), S r = ||r|| g_2 with g_2 ~ N(0, I / m)
+    independent of G_1 (r = y - A x* is orthogonal to range(A)), so the error of one solution is ||r||^2 g_2^T
+    G_1 (G_1^T G_1)^{-2} G_1^T g_2, of mean ||r||^2 tr E[(G_1^T G_1)^{-1}] / m = ||r||^2 d / (m - d - 1); the
+    solutions are unbiased and independent, so their mean's error is 1/q of it."""
+    require(m > d + 1, "m", f"must be > d + 1 ({d + 1})", m)
+    return d / (q * (m - d - 1))
+
+
+def haar_sketch_error(n: int, d: int, m: int) -> float:
+    """E ||A (x_hat - x*)||^2 / ||A x* - y||^2 for one sketch-and-solve with a Haar sketch (m of the n rows of a
+    uniformly random rotation, an orthogonal projection onto a random m-dimensional subspace), lam = 0:
+    d (n - m) / ((n - d) (m - d - 1)), exact for m > d + 1.
+
+    By invariance, sketching with a random subspace is subsampling m rows of a Gaussian design X (n x d) whose
+    residual direction is uniform in range(X)'s complement; then the error is (tr(X^T X (X_m^T X_m)^{-1}) - d) /
+    (n - d), and E[X_b^T X_b] = (n - m) I for the other rows, E[(X_m^T X_m)^{-1}] = I / (m - d - 1).  (Derived
+    here and checked by Monte Carlo in tests/test_sketching.py; with d / n -> g and m / n -> k it tends to
+    g (1 - k) / ((1 - g) (k - g)), the regime of Dobriban and Liu, "Asymptotics for sketching in least squares
+    regression", NeurIPS 2019.)  The SRHT (``hadamard``, with n replaced by the padded N) comes within a few
+    percent of it in the reproduction ``sketch-averaging``, but is not a Haar sketch."""
+    require(m > d + 1 and n >= m, "m", f"must be in ({d + 1}, n = {n}]", m)
+    return d * (n - m) / ((n - d) * (m - d - 1))
 
 
 def _cycle_means(means) -> np.ndarray:

@@ -168,6 +168,11 @@ def test_a_spec_says_what_its_problem_will_know(kind):
     assert spec.dim == problem.dim
     assert spec.knows_smoothness == (problem.smoothness is not None)
     assert spec.counts_flops == (problem.grad_flops() is not None)
+    linear = problem.linear_gradient()
+    assert spec.linear_gradient == (linear is not None)
+    if linear is not None:  # grad f(x) = M x - c at a random point
+        x = generator(1, Stream.INIT).standard_normal(problem.dim)
+        np.testing.assert_allclose(linear[0] @ x - linear[1], problem.grad(x), rtol=1e-10, atol=1e-12)
     bounds = np.array([0, problem.dim // 2, problem.dim])
     assert spec.knows_block_smoothness == (problem.block_smoothness(bounds) is not None)
     assert set(spec.recorded) == set(problem.metrics(np.asarray(problem.initial_point(generator(0, Stream.INIT)))))

@@ -173,7 +173,8 @@ def test_coded_gd_runs_from_the_shipped_scenario_and_refuses_what_it_cannot_deco
                                             r"got 'logistic'"):
         asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", mds + ["problem={kind: logistic}"])
     with pytest.raises(ScenarioError, match=r"^protocol.code.k must be <= problem.dim \(4\): .*, got 6"):
-        asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml", mds + ["problem={kind: quadratic, dim: 4}"])
+        asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml",
+                               mds + ["problem={kind: quadratic, dim: 4}"])
     coded = asyncsim.run(asyncsim.load_scenario(root / "scenarios" / "protocols" / "coded.yaml",
                                                 mds + ["run.updates=40"]))
     assert coded.metrics["suboptimality"].iloc[-1] < 1e-3 * coded.metrics["suboptimality"].iloc[0]

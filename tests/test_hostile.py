@@ -328,9 +328,11 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys, root):
           str(tmp_path / "o")], "engine fast cannot simulate a cluster whose workers interact (failures); use "
                                 "--engine simpy or auto"),
         (["predict", "--updates", "0"], "--updates must be >= 1, got 0"),
-        (["reproduce", "no-such-thing"], "reproduction must be one of async-momentum, asysg-speedup, "
-                                         "delay-adaptive, delay-logs, delayed-gd-stability, optimal-time, order-statistics, "
-                                         "staleness-identity (or a YAML file), got 'no-such-thing'"),
+        (["reproduce", "no-such-thing"], "reproduction must be one of async-momentum, asysg-speedup, coded-es, "
+                                         "coded-latency, debiased-newton, delay-adaptive, "
+                                         "delay-logs, delayed-gd-stability, gradient-coding, optimal-time, "
+                                         "order-statistics, sketch-averaging, staleness-identity (or a YAML file), "
+                                         "got 'no-such-thing'"),
         (["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")],
          f"{tmp_path / 'a'} is not a directory (a result directory written by asyncsim run)"),
         (["plot", str(tmp_path / "none")], f"{tmp_path / 'none'} is not a directory (a result directory written "

@@ -14,7 +14,8 @@ from asyncsim.cli import main
 
 NAMES = sorted(p.stem for p in (Path(__file__).parents[1] / "scenarios" / "reproductions").glob("*.yaml"))
 ISSUE = {"staleness-identity", "order-statistics", "delayed-gd-stability", "optimal-time", "delay-adaptive",
-         "asysg-speedup", "async-momentum", "delay-logs"}
+         "asysg-speedup", "async-momentum", "delay-logs", "coded-es", "coded-latency", "gradient-coding",
+         "sketch-averaging", "debiased-newton"}
 
 
 def test_every_reproduction_of_the_issue_is_defined_and_listed_with_its_source(capsys):
@@ -58,6 +59,28 @@ def test_a_wrong_prediction_fails(tmp_path, monkeypatch, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("FAIL: measured critical step eta lambda within 2%") and "worst 4.76" in last
     assert json.loads((tmp_path / "wrong" / "summary.json").read_text())["passed"] is False
+
+
+def test_a_wrong_coded_latency_formula_fails(tmp_path, monkeypatch, capsys):
+    from asyncsim.reproduce import coded_latency
+
+    path = small(tmp_path, "coded-latency", cases=[{"n": 6, "mu": 4.0}], rounds=3000)
+    true_time = coded_latency.coded_round_time
+    monkeypatch.setattr(coded_latency, "coded_round_time", lambda code, n, law: 1.03 * true_time(code, n, law))
+    assert main(["reproduce", path, "--out", str(tmp_path / "wrong"), "--no-plots"]) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("FAIL: round times of uncoded")
+
+
+def test_a_broken_decoder_fails_gradient_coding(tmp_path, monkeypatch, capsys):
+    from asyncsim.reproduce import gradient_coding
+
+    path = small(tmp_path, "gradient-coding", workers=[6], stragglers=[1], rounds=8000)
+    assert main(["reproduce", path, "--out", str(tmp_path / "right"), "--no-plots"]) == 0
+    true_decode = gradient_coding.GradientCoding.decode
+    broken = staticmethod(lambda code, F, n: true_decode(code, F, n) * (1 + 1e-6 * (len(F) % 2)))
+    monkeypatch.setattr(gradient_coding.GradientCoding, "decode", broken)  # off by 1e-6 for odd |F|
+    assert main(["reproduce", path, "--out", str(tmp_path / "broken"), "--no-plots"]) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("FAIL: all 12 straggler sets decode")
 
 
 def test_a_broken_algorithm_fails(tmp_path, monkeypatch, capsys):

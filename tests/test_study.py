@@ -80,6 +80,7 @@ def test_flops_per_second_times_a_step_by_its_arithmetic():
 def test_flops_timing_needs_a_problem_that_counts_flops():
     with pytest.raises(ScenarioError, match="needs the problem's gradient flops"):
         asyncsim.scenario.from_dict({**{k: v for k, v in BASE.items() if k != "compare"},
+                                     "problem": {"kind": "logistic", "n_samples": 50, "dim": 4},
                                      "algorithm": {"kind": "gd", "lr": 0.5}},
                                     ["cluster.flops_per_second=1000.0"])
 
@@ -101,6 +102,7 @@ def test_seed000_scenarios_run_from_the_cli(root, tmp_path, capsys, name, overri
         assert (tmp_path / name / "runs" / run.label / "summary.json").is_file()
     assert (tmp_path / name / "plots" / "curves.png").is_file()
     assert (tmp_path / name / "plots" / "time_to_target.png").is_file()
+    assert (tmp_path / name / "plots" / "final.png").is_file() == bool(study.keys)  # the final loss against a sweep
     table = pd.read_csv(tmp_path / name / "table.csv")
     assert table["seeds"].eq(len(study.seeds)).all() and len(table) == len(study.cells)
     if name == "nmf":  # the seed's table: rank against each method's time; and the image with its reconstructions

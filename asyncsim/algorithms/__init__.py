@@ -3,6 +3,7 @@
 from .admm import ADMMNet
 from .base import Algorithm, ApplyInfo, average
 from .coded import CodedGD
+from .coded_es import CodedES
 from .coordinate import AsySCD, BlockGrad
 from .delay import AsySG, DelayAdaptive, Koloskova, MinibatchSGD, RennalaSGD, RingmasterASGD
 from .gd import GD
@@ -10,6 +11,7 @@ from .piag import PIAG, AsyncBCD
 from .elastic import EAMSGD, EASGD
 from .local_sgd import Downpour, LocalSGD
 from .seacd import SEACD
+from .sketching import SketchAverage, SketchedNewton
 from .sgd import SGD, project
 
 __all__ = ["Algorithm", "ApplyInfo", "LocalSGD", "SGD", "average"]
@@ -18,4 +20,4 @@ __all__ += ["Downpour", "EAMSGD", "EASGD"]
 __all__ += ["ADMMNet"]
 __all__ += ["AsySG", "DelayAdaptive", "Koloskova", "MinibatchSGD", "RennalaSGD", "RingmasterASGD"]
 __all__ += ["AsyncBCD", "PIAG"]
-__all__ += ["CodedGD"]
+__all__ += ["CodedES", "CodedGD", "SketchAverage", "SketchedNewton"]

@@ -41,7 +41,9 @@ class CodedGD(Algorithm):
     code: Code | None = None
     workers: int | None = None
     samples: int | None = None
-    encoded: tuple | None = field(default=None, repr=False, compare=False)
+    loaded: bool = field(default=False, repr=False)
+    """True under a coded protocol, which times a task as its load of a step (``work`` is then the job's flops)."""
+    encoded: tuple | None = field(default=None, init=False, repr=False, compare=False)
     """(C, c, bounds) for an mds code: the encoded blocks (n x b x d), the linear term and the block edges."""
     vector_state = True
 
@@ -55,7 +57,7 @@ class CodedGD(Algorithm):
         check_box(self.lower, self.upper)
 
     def resolve(self, protocol):
-        return replace(self, code=protocol.code if protocol.code is not None else Uncoded())
+        return replace(self, code=protocol.code if protocol.code is not None else Uncoded(), loaded=protocol.coded)
 
     def check(self, scenario):
         problem = scenario.problem
@@ -86,14 +88,17 @@ class CodedGD(Algorithm):
             blocks[j, :bounds[j + 1] - bounds[j]] = M[bounds[j]:bounds[j + 1]]
         C = np.einsum("ij,jbd->ibd", code.matrix(int(n_workers)), blocks)
         C.flags.writeable = False
-        return replace(bound, encoded=(C, c, bounds))
+        object.__setattr__(bound, "encoded", (C, c, bounds))  # derived data: not a parameter (not in summaries)
+        return bound
 
     def _job_flops(self, problem) -> float:
         return step_flops(problem) if (self.code or Uncoded()).gradient_code else 2.0 * problem.dim ** 2
 
     def work(self, problem, n_workers) -> float:
-        """The job's flops (a full gradient, or 2 d^2 for M x); a task is the code's load of it."""
-        return self._job_flops(problem)
+        """The job's flops (a full gradient, or 2 d^2 for M x) under a coded protocol, which times a task as the
+        code's load of it; a task's flops (1/n of a gradient) under rounds of every worker."""
+        code = self.code or Uncoded()
+        return self._job_flops(problem) * (1.0 if self.loaded else code.load(n_workers))
 
     def serial_flops(self, problem) -> float:
         """The server's decoding of a round (``Code.decoding_flops`` on results of d, or b entries for mds)."""

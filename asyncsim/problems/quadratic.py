@@ -38,6 +38,10 @@ class QuadraticProblem(Problem):
         g = self._hessian_times(x - self.x_star)
         return g if batch is None or batch.size == 0 else g + batch
 
+    def grad_flops(self):
+        """2 d^2: the product H (x - x*)."""
+        return 2.0 * self.dim ** 2
+
     def linear_gradient(self):
         """grad f(x) = H x - H x*."""
         return self.H, self.H @ self.x_star
@@ -77,6 +81,7 @@ class Quadratic(ProblemSpec):
 
     knows_smoothness = True
     linear_gradient = True
+    counts_flops = True
 
     def memory(self):
         """The dense d x d Hessian, its random basis and the QR and symmetrization temporaries."""

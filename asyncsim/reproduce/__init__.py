@@ -29,7 +29,9 @@ import pandas as pd
 from ..files import load_yaml
 from ..params import ScenarioError, build_dataclass, relative_to, require, to_plain
 from ..scenario import check_name
-from . import delay_adaptive, delay_logs, delayed_gd, momentum, optimal_time, order_statistics, speedup, staleness  # noqa: F401  (registers the kinds)
+from . import (  # noqa: F401  (registers the kinds)
+    coded_es, coded_latency, debiased_newton, delay_adaptive, delay_logs, delayed_gd, gradient_coding,
+    momentum, optimal_time, order_statistics, sketch_averaging, speedup, staleness)
 from .base import Outcome, Reproduction, describe, first_hit, span
 
 

@@ -8,7 +8,8 @@ evaluation runs, and writes into ``out_dir``:
 - ``runs.parquet``, ``curves.parquet``, ``table.csv``, ``table.md`` and ``tuning.csv``
   (``asyncsim.study.tables``);
 - ``plots/``: ``curves.png`` (the loss, or f - f*, against time with confidence bands), ``accuracy.png`` for
-  classification problems, ``time_to_target.png``, and ``images.png`` for image factorizations;
+  classification problems, ``time_to_target.png``, ``final.png`` (the final loss against the swept key) for a
+  study with a sweep, and ``images.png`` for image factorizations;
 - ``summary.json``: the study's settings, the values chosen and ``complete`` (false while it runs or after an
   interruption, when the completed runs stay for the next invocation to reuse).
 
@@ -38,7 +39,7 @@ from .tables import cell_table, curve_table, markdown, mean_ci, run_table, targe
 FORMAT = 2
 """The layout of a study directory (``summary.json`` ``format``); a directory of another layout is replaced."""
 OUTPUTS = ("runs.parquet", "curves.parquet", "table.csv", "table.md", "tuning.csv", "plots")
-PLOTS = ("curves.png", "accuracy.png", "time_to_target.png", "images.png")
+PLOTS = ("curves.png", "accuracy.png", "time_to_target.png", "final.png", "images.png")
 
 
 class StudyFailed(RuntimeError):
@@ -179,7 +180,7 @@ def _write_plots(out: Path, study: Study, result: StudyResult, runs: list[Run]) 
 
 def _draw(out: Path, study: Study, result: StudyResult, runs: list[Run], tmp: Path) -> None:
     from ..plotting import plot_images, save_figure
-    from .plots import plot_curves, plot_time_to_target
+    from .plots import plot_curves, plot_final, plot_time_to_target
 
     metrics = set(result.curves["metric"])
     loss = "suboptimality" if "suboptimality" in metrics else "loss"
@@ -192,6 +193,9 @@ def _draw(out: Path, study: Study, result: StudyResult, runs: list[Run], tmp: Pa
     if "test_accuracy" in metrics:
         save_figure(plot_curves(result.curves, study, "test_accuracy", "test accuracy", names), tmp / "accuracy.png")
     save_figure(plot_time_to_target(result.table, study, target_rule(study)), tmp / "time_to_target.png")
+    if study.keys:
+        save_figure(plot_final(result.runs, study, loss, "f(x) - f*" if loss == "suboptimality" else "loss f(x)"),
+                    tmp / "final.png")
     images = {}
     for run in runs:
         picture = out / "runs" / run.label / "plots" / "reconstruction.png"

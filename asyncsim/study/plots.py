@@ -1,5 +1,6 @@
 """A study's figures, drawn from its tidy tables: curves with confidence bands (a colour per variant, a panel per
-swept point, the legend outside the data) and the time to target against the swept key with error bars."""
+swept point, the legend outside the data), the time to target against the swept key with error bars, and, for a
+study with a sweep, the final loss against the swept key."""
 
 from __future__ import annotations
 
@@ -171,4 +172,49 @@ def plot_time_to_target(table: pd.DataFrame, study: Study, rule: str):
     if missing:
         note += f"; not reached by any seed: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
     ax.set_title("\n".join([f"{study.name}: time to target", *textwrap.wrap(note, 110)]), fontsize=9)
+    return fig
+
+
+def plot_final(runs: pd.DataFrame, study: Study, metric: str, label: str):
+    """The final ``metric`` against the first swept key, one line per variant: how the end of the run depends on
+    the swept value (for example the error of an average against the number of workers averaged).  The mean over
+    the seeds with its 95% Student t interval; when every value is positive and they span a factor of 30 the axis
+    is logarithmic and the statistics are those of log10 (the geometric mean and its interval, which stays
+    positive), as in the curves."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
+    palette = dict(zip(study.variants, colours(len(study.variants))))
+    key, column = study.keys[0], f"final_{metric}"
+    values = runs[column].to_numpy(dtype=float)
+    log = bool((values > 0).all() and values.max() / values.min() >= 30)
+    numeric = pd.api.types.is_numeric_dtype(runs[key])
+    order = list(pd.unique(runs[key]))
+    for variant in study.variants:
+        mine = runs[runs["variant"] == variant]
+        points = [mine[mine[key] == v][column].to_numpy(dtype=float) for v in order]
+        stats_ = [np.log10(p) if log else p for p in points]
+        mean = np.array([s.mean() for s in stats_])
+        half = np.array([half_width(s.std(ddof=1), len(s)) if len(s) > 1 else 0.0 for s in stats_])
+        lo, mid, hi = (10.0 ** np.array([mean - half, mean, mean + half]) if log
+                       else (mean - half, mean, mean + half))
+        x = np.array(order) if numeric else np.arange(len(order))
+        ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], color=palette[variant], marker="o", ms=4, capsize=3,
+                    label=variant)
+    if numeric and min(order) > 0 and max(order) / min(order) >= 10:
+        ax.set_xscale("log")
+    if numeric and len(order) <= 12:
+        ax.set_xticks(order, [f"{v:g}" for v in order])
+        ax.minorticks_off()
+    if not numeric:
+        ax.set_xticks(np.arange(len(order)), order)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"final {label}" + (" (log scale)" if log else ""))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    n = len(study.seeds)
+    what = "geometric mean" if log else "mean"
+    note = f"{what} of {n} seed{'s' * (n != 1)}" + (f", bars: {CI_METHOD}" + (" on log10" if log else "")
+                                                    if n > 1 else "")
+    ax.set_title(f"{study.name}: final {label} against {key}\n{note}", fontsize=9)
     return fig

@@ -100,9 +100,10 @@ class Serverless:
     et al.'s coded and sketched experiments): every task is one invocation, whose time is the cluster's compute law
     (choose a heavy-tailed one, ``pareto`` or ``lognormal``) times the task's load, after an optional
     ``cold_start``.  With ``concurrency`` C, at most C invocations run at once: an invocation that finds the C slots
-    busy waits for the first to free (requests in order of time, those of one instant in worker order), and an
-    invocation cancelled by its protocol still holds its slot until it would have finished (a function runs to
-    completion and is billed).  Waiting for a slot and the cold start count in the task's compute span."""
+    busy waits for the first to free (requests in order of time, those of one instant in worker order); an
+    invocation cancelled by its protocol after it started still holds its slot until it would have finished (a
+    function runs to completion and is billed), and one cancelled while it waits leaves the queue.  Waiting for a
+    slot and the cold start count in the task's compute span."""
 
     cold_start: ColdStart | None = None
     concurrency: int | None = None

@@ -136,7 +136,8 @@ class Durations:
         """When worker's task ``step`` (its compute steps step * local_steps ... + local_steps - 1, each of ``load``
         times a step's work), requested at t, finishes.  A serverless invocation starts when one of the
         ``concurrency`` slots is free (the earliest freed; once started it holds that slot until it finishes,
-        cancelled or not; cancelled before it starts, it frees it: ``cancel_queued``), then waits its cold start (drawn from the COLD_START stream by (worker, step)), then computes."""
+        cancelled or not; cancelled before it starts, it frees it: ``cancel_queued``), then waits its cold start
+        (drawn from the COLD_START stream by (worker, step)), then computes."""
         slots, queued = self._slots, self._queued
         start = t
         if slots is not None:
