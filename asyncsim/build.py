@@ -46,13 +46,14 @@ class TimingModel:
 
 
 def build(scenario: Scenario) -> Built:
-    """Problem from the DATA stream, x_0 from the INIT stream, the algorithm bound to the problem and the cluster,
-    and its initial states: the same in the main process and in every worker."""
+    """Problem from the DATA stream, x_0 from the INIT stream, the algorithm as it runs (``Scenario.method``: with
+    ``compression``, its wrapper) bound to the problem and the cluster, and its initial states: the same in the
+    main process and in every worker."""
     seed, n = scenario.seed, scenario.cluster.workers
     problem = scenario.problem.build(generator(seed, Stream.DATA))
     x0 = np.array(problem.initial_point(generator(seed, Stream.INIT)), dtype=np.float64)
     x0.flags.writeable = False
-    algorithm = scenario.algorithm.bind(problem, n)
+    algorithm = scenario.method.bind(problem, n)
     state, worker_states = algorithm.init(x0, n)
     return Built(scenario, problem, x0, algorithm, state, tuple(worker_states))
 
@@ -61,8 +62,8 @@ def timing_model(built: Built) -> TimingModel:
     """The run's :class:`TimingModel`.  With ``cluster.flops_per_second`` a step takes ``algorithm.work`` flops
     (times the compute law's draw and the worker's factors) and the serial step ``algorithm.serial_flops``;
     without it, compute times are the laws' seconds (the scenario check refuses a serial step then).  A message is
-    ``cluster.network.message_bytes`` if given, else the algorithm's size (``Algorithm.message_bytes``), else
-    8 bytes per parameter."""
+    ``cluster.network.message_bytes`` if given, else the algorithm's size (``Algorithm.message_bytes``; with
+    ``compression``, the compressor's ``bytes(dim)``), else 8 bytes per parameter."""
     s, algorithm, problem = built.scenario, built.algorithm, built.problem
     cluster, serial = s.cluster, 0.0
     if cluster.flops_per_second is not None:

@@ -264,7 +264,9 @@ def _validate(args) -> int:
         print(f"ok: study {study.name}: {_describe_study(study)}")
         return 0
     s = _load(args, args.mode)
-    print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {kind(s.protocol)}, algorithm {kind(s.algorithm)}, "
+    compressed = "" if s.compression is None else f" compressed by {kind(s.compression)}"
+    print(f"ok: {s.name} ({s.cluster.workers} workers, protocol {kind(s.protocol)}, algorithm {kind(s.algorithm)}"
+          f"{compressed}, "
           f"problem {kind(s.problem)}, {s.run.updates} updates)" + (" in real mode" if args.mode == "real" else ""))
     return 0
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from .algorithms.compressed import unwrapped
 from .build import build, timing_model
 from .params import kind, to_plain
 from .predict import overlays
@@ -64,7 +65,8 @@ def _run(scenario: Scenario, progress, engine: str) -> RunResult:
                           updates_per_second=int(last["update"]) / float(last["time"]))
     summary = replace(summary, stopped_at=result.stopped_at, reached_at=result.reached_at,
                       algorithm_extra=algorithm.summary(problem, result.worker_states),
-                      algorithm_resolved=to_plain(algorithm) if algorithm != scenario.algorithm else None,
+                      algorithm_resolved=(to_plain(unwrapped(algorithm)) if unwrapped(algorithm) != scenario.algorithm
+                                          else None),
                       mode="sim", engine=used, predicted=overlays(scenario, timing),
                       protocol_notes=scenario.protocol.notes(trace.n_updates),
                       wall_time_s=round(time.perf_counter() - start, 3))
@@ -89,4 +91,7 @@ def summarize(scenario: Scenario, trace: Trace, metrics: pd.DataFrame, peak_in_f
         staleness=Staleness(mean=float(tau.mean()), p50=float(np.percentile(tau, 50)),
                             p99=float(np.percentile(tau, 99)), max=int(tau.max())),
         peak_in_flight=peak_in_flight, diverged_at=diverged_at, version=__version__,
-        final_suboptimality=float(last["suboptimality"]) if "suboptimality" in metrics else None)
+        final_suboptimality=float(last["suboptimality"]) if "suboptimality" in metrics else None,
+        compression=None if scenario.compression is None else {
+            **to_plain(scenario.compression), "message_bytes": scenario.compression.bytes(scenario.problem.dim),
+            "uncompressed_bytes": 8 * scenario.problem.dim})

@@ -20,6 +20,8 @@ import yaml
 
 from . import budget
 from .algorithms.base import Algorithm
+from .algorithms.compressed import Compressed
+from .compression import Compressor
 from .files import load_yaml, parse_yaml
 from .params import ParamError, ScenarioError, build_dataclass, kind, relative_to, require, to_plain
 from .problems.base import ProblemSpec
@@ -100,9 +102,10 @@ class RealSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class Scenario:
-    """A complete experiment: problem, cluster, protocol, algorithm, run length and the root seed; ``real`` says how
-    ``--mode real`` runs it on worker processes (the simulator ignores it).  Constructing one runs the validation
-    pass (:func:`check`), so a Scenario that exists can run."""
+    """A complete experiment: problem, cluster, protocol, algorithm, run length and the root seed; ``compression``
+    compresses the workers' messages (``asyncsim.compression``; null: none), ``real`` says how ``--mode real`` runs
+    it on worker processes (the simulator ignores it).  Constructing one runs the validation pass (:func:`check`),
+    so a Scenario that exists can run."""
 
     name: str
     seed: int = 0
@@ -110,6 +113,7 @@ class Scenario:
     cluster: Cluster
     protocol: Protocol = field(default_factory=Async)
     algorithm: Algorithm
+    compression: Compressor | None = None
     run: RunSpec
     real: RealSpec = field(default_factory=RealSpec)
 
@@ -118,9 +122,19 @@ class Scenario:
         require(0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)", self.seed)
         check(self)
 
+    @property
+    def method(self) -> Algorithm:
+        """The algorithm as it runs: ``algorithm``, or with ``compression`` the :class:`Compressed` wrapper of it."""
+        if self.compression is None:
+            return self.algorithm
+        return Compressed(inner=self.algorithm, compressor=self.compression)
+
     def to_dict(self) -> dict[str, Any]:
-        """The fully resolved scenario (defaults filled in) as plain data."""
-        return to_plain(self)
+        """The fully resolved scenario (defaults filled in) as plain data (``compression`` only when given)."""
+        out = to_plain(self)
+        if out["compression"] is None:
+            del out["compression"]
+        return out
 
     def to_yaml(self) -> str:
         """The resolved scenario as YAML (the result's scenario.yaml; loading it gives this scenario again)."""
@@ -146,6 +160,8 @@ def check(s: Scenario) -> None:
     object.__setattr__(s, "protocol", protocol)
     algorithm = s.algorithm.resolve(protocol)
     object.__setattr__(s, "algorithm", algorithm)
+    if s.compression is not None:
+        _check_compression(s)
     budget.check(footprint(s))
     protocol.check_cluster(cluster)
     protocol.check_updates(K)
@@ -171,6 +187,19 @@ def check(s: Scenario) -> None:
     _check_compute_trace(s)
 
 
+def _check_compression(s: Scenario) -> None:
+    """A compressed message: an algorithm whose message is one vector, a k within the dimension, and links that
+    carry the compressed size one way only (the timing model has one message size, for both directions)."""
+    c, net = s.compression, s.cluster.network
+    Compressed(inner=s.algorithm, compressor=c)  # refuses an algorithm whose message is not one vector
+    c.check(s.problem.dim)
+    require(net.message_bytes is None, "cluster.network.message_bytes", f"must be null with compression (the "
+            f"compressor sizes the message: {c.bytes(s.problem.dim)} bytes here)", net.message_bytes)
+    require(net.downlink_bandwidth is None, "cluster.network.downlink_bandwidth", "must be null with compression "
+            "(a run has one message size for both directions, and compression shrinks only the upload)",
+            net.downlink_bandwidth)
+
+
 def recorded_metrics(s: Scenario) -> tuple[str, ...]:
     """The metrics a run of ``s`` records (suboptimality only where the built problem knows f*)."""
     return ("loss", "grad_norm", "suboptimality", *s.problem.recorded, *s.algorithm.recorded)
@@ -180,14 +209,15 @@ def footprint(s: Scenario, processes: int = 1) -> list[budget.Footprint]:
     """The parts of the memory a run of ``s`` holds (``asyncsim.budget``); ``processes`` copies of the problem
     (real mode: every worker process rebuilds it)."""
     n, K = s.cluster.workers, s.run.updates
-    data, draws = s.problem.memory(), s.algorithm.draw_size()
+    method = s.method
+    data, draws = s.problem.memory(), method.draw_size()
     rows = s.protocol.rows(n, K)
     per_worker = replace(draws, bytes=draws.bytes * BLOCK * n, what=f"{draws.what} for {BLOCK} steps of {n} workers")
     if n > draws.bytes / 8:  # more workers than numbers in a step's draw: the workers make it large
         per_worker = replace(per_worker, field="cluster.workers", value=n)
     return [
         replace(data, bytes=data.bytes * processes),
-        s.algorithm.memory(s.problem, n),
+        method.memory(s.problem, n),
         per_worker,
         budget.Footprint(rows * budget.ROW_BYTES, "run.updates", K, f"{rows:.3g} trace rows"),
         budget.Footprint(n * budget.WORKER_BYTES, "cluster.workers", n, f"timing state of {n} workers"),

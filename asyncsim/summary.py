@@ -73,6 +73,8 @@ class Summary:
     real: RealOutcome | None = None
     protocol_notes: dict = field(default_factory=dict)
     """How the protocol formed its trace (``Protocol.notes``), e.g. how a delay log's workers were found."""
+    compression: dict | None = None
+    """The scenario's ``compression`` with the bytes of a message compressed and not, or None."""
 
     def to_json(self) -> dict[str, Any]:
         """summary.json as a mapping, in its documented key order."""
@@ -82,6 +84,8 @@ class Summary:
                "updates_per_second": self.updates_per_second, "worker_shares": list(self.worker_shares),
                "final_loss": self.final_loss, "staleness": vars(self.staleness).copy(),
                "peak_in_flight": self.peak_in_flight, "diverged_at": self.diverged_at, "version": self.version}
+        if self.compression is not None:
+            out["compression"] = dict(self.compression)
         if self.final_suboptimality is not None:
             out["final_suboptimality"] = self.final_suboptimality
         if self.real is not None:
@@ -133,7 +137,8 @@ class Summary:
                    stopped_at=get("stopped_at"), reached_at=get("reached_at"), algorithm_extra={k: v for k, v in data.items() if k not in known},
                    algorithm_resolved=get("algorithm_resolved"), mode=get("mode", "sim"), engine=get("engine"),
                    predicted=_mapping(get("predicted")), wall_time_s=get("wall_time_s", 0.0), real=real,
-                   protocol_notes=_mapping(get("protocol_notes")))
+                   protocol_notes=_mapping(get("protocol_notes")),
+                   compression=get("compression") if isinstance(get("compression"), dict) else None)
 
 
 def _mapping(value) -> dict:

@@ -437,8 +437,9 @@ def async_mean_staleness(n: int, ages=None, updates: int | None = None) -> float
 
 
 def batched_mean_staleness(n: int, updates: int, contributions: int, ages=None) -> float:
-    """Mean staleness when updates batch several contributions (a draining server, FedBuff's buffer, a logged PIAG
-    run): n/m - 1 in the long run, with m = C/K the mean number of contributions per update.
+    """Mean staleness when updates batch several contributions and every contributor is answered with the new
+    version (a draining server, a logged PIAG run): n/m - 1 in the long run, with m = C/K the mean number of
+    contributions per update (FedBuff's buffer answers all but one at once: :func:`buffered_mean_staleness`).
 
     Exactly, over K = ``updates`` updates holding C = ``contributions`` contributions, when every worker's first
     contribution read version 0 and each later one the version right after the update that took its previous one
@@ -458,6 +459,31 @@ def batched_mean_staleness(n: int, updates: int, contributions: int, ages=None) 
     ages = np.asarray(ages, dtype=float)
     require(ages.size == n, "ages", f"must hold one age per worker ({n})", ages.size)
     return (n * updates - math.fsum(ages)) / contributions - 1.0
+
+
+def buffered_mean_staleness(n: int, updates: int, contributions: int, reads=None) -> float:
+    """Mean staleness of FedBuff's buffered server (protocol ``buffered``) with n always-busy clients and no service
+    time: (n - 1) U / C in the long run, (n - 1)/K for U updates of K = C/U contributions each.
+
+    Exactly: a client's contribution applied in update k_i is followed by a read of version k_i + f_i, with f_i = 1
+    when it filled the buffer (it waits for the update and gets the new version) and 0 otherwise (acknowledged at
+    once, it reads the current version, whose pending buffer is update k_i).  Its staleness values telescope,
+    sum_i (k_i - r_i) = r_next - r_1 - (buffers it filled), and every update has one filler, so
+
+        mean tau = (sum_w r_next_w - U) / C,
+
+    with ``reads`` = (r_next_w)_w the version each client read after its last applied contribution (0 for a
+    client with none): l_w + f_w.  Without ``reads``, r_next_w = U for all w: (n U - U) / C.  (The draining server
+    replies to every contributor with the new version, which gives n/m - 1 instead:
+    :func:`batched_mean_staleness`.)"""
+    n = _check_n(n)
+    require(updates is not None and updates >= 1, "updates", "must be >= 1", updates)
+    require(contributions is not None and contributions >= 1, "contributions", "must be >= 1", contributions)
+    if reads is None:
+        return (n - 1) * updates / contributions
+    reads = np.asarray(reads, dtype=float)
+    require(reads.size == n, "reads", f"must hold one version per client ({n})", reads.size)
+    return (math.fsum(reads) - updates) / contributions
 
 
 def delayed_gd_critical_step(tau: int) -> float:

@@ -170,7 +170,7 @@ VALUES = {
         "cluster.flops_per_second needs the problem's gradient flops, which problem logistic does not count; "
         "give compute times in seconds instead (null), got 1000000000.0"),
     "local steps under async": ({"algorithm": {"kind": "local_sgd", "lr": 0.1, "local_steps": 2}},
-                                "protocol.kind must be one of periodic for algorithm local_sgd, got 'async'"),
+                                "protocol.kind must be one of buffered, periodic for algorithm local_sgd, got 'async'"),
     "rennala_sgd on sync": ({"algorithm": {"kind": "rennala_sgd", "lr": 0.1}, "protocol": {"kind": "sync"}},
                             "protocol.kind must be one of rennala for algorithm rennala_sgd, got 'sync'"),
     "more read blocks than coordinates": ({"protocol": {"kind": "shared_memory", "blocks": 9}},
@@ -329,7 +329,7 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys, root):
                                 "--engine simpy or auto"),
         (["predict", "--updates", "0"], "--updates must be >= 1, got 0"),
         (["reproduce", "no-such-thing"], "reproduction must be one of async-momentum, asysg-speedup, coded-es, "
-                                         "coded-latency, debiased-newton, delay-adaptive, "
+                                         "coded-latency, compression-variance, debiased-newton, delay-adaptive, "
                                          "delay-logs, delayed-gd-stability, gradient-coding, optimal-time, "
                                          "order-statistics, sketch-averaging, staleness-identity (or a YAML file), "
                                          "got 'no-such-thing'"),
@@ -431,7 +431,7 @@ REAL = {
          "cluster": {"compute": {"kind": "constant", "value": 1.0}}},
         "algorithm.kind must be an algorithm whose state is the parameter vector for protocol shared_memory in "
         "real mode (sgd, asyscd, asysg, delay_adaptive, koloskova, rennala_sgd, ringmaster_asgd, minibatch_sgd, coded_gd, "
-        "gd, local_sgd, downpour{tests}), got 'seacd'"),
+        "gd, fedasync, local_sgd, downpour{tests}), got 'seacd'"),
 }
 
 

@@ -15,8 +15,8 @@ from asyncsim.timing.cluster import ComputeTrace, Network, Server
 from asyncsim.timing.laws import Constant, Empirical, Exponential
 from asyncsim.timing.protocols import Async, Periodic
 
-PROTOCOLS = ("allreduce", "async", "coded", "deadline", "drain", "k_of_n", "periodic", "rennala", "ringmaster", "serial_async",
-             "shared_memory", "ssp", "sync", "trace_file")
+PROTOCOLS = ("allreduce", "async", "buffered", "coded", "deadline", "drain", "k_of_n", "periodic", "rennala",
+             "ringmaster", "serial_async", "shared_memory", "ssp", "sync", "trace_file")
 
 
 def scenario_files(root):
@@ -38,7 +38,7 @@ def test_every_protocol_has_an_example_scenario_and_a_readme_line(root):
 
 
 @pytest.mark.parametrize("name", ["protocols/k_of_n", "protocols/rennala", "protocols/ringmaster", "protocols/ssp",
-                                  "protocols/periodic", "protocols/deadline", "protocols/allreduce",
+                                  "protocols/periodic", "protocols/deadline", "protocols/allreduce", "protocols/buffered",
                                   "clusters/failures", "clusters/transient", "clusters/heterogeneous",
                                   "clusters/network", "clusters/compute_trace"])
 def test_example_scenarios_run_and_converge(root, name):
@@ -115,7 +115,7 @@ def test_local_sgd_needs_periodic_with_the_same_local_steps(root):
     base = root / "scenarios" / "protocols" / "periodic.yaml"
     with pytest.raises(ScenarioError, match=r"algorithm.local_steps must equal protocol.local_steps \(4\)"):
         asyncsim.load_scenario(base, overrides=["algorithm.local_steps=2"])
-    with pytest.raises(ScenarioError, match="protocol.kind must be one of periodic for algorithm local_sgd, got 'async'"):
+    with pytest.raises(ScenarioError, match="protocol.kind must be one of buffered, periodic for algorithm local_sgd, got .async."):
         asyncsim.load_scenario(base, overrides=["protocol={kind: async}"])
 
 

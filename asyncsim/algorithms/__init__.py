@@ -9,6 +9,7 @@ from .delay import AsySG, DelayAdaptive, Koloskova, MinibatchSGD, RennalaSGD, Ri
 from .gd import GD
 from .piag import PIAG, AsyncBCD
 from .elastic import EAMSGD, EASGD
+from .fedasync import FedAsync
 from .local_sgd import Downpour, LocalSGD
 from .seacd import SEACD
 from .sketching import SketchAverage, SketchedNewton
@@ -21,3 +22,4 @@ __all__ += ["ADMMNet"]
 __all__ += ["AsySG", "DelayAdaptive", "Koloskova", "MinibatchSGD", "RennalaSGD", "RingmasterASGD"]
 __all__ += ["AsyncBCD", "PIAG"]
 __all__ += ["CodedES", "CodedGD", "SketchAverage", "SketchedNewton"]
+__all__ += ["FedAsync"]

@@ -21,7 +21,9 @@ An algorithm is a frozen dataclass of hyper-parameters with pure methods:
 - requirements, checked when a scenario loads (so ``validate`` and ``run`` agree): ``accepts(protocol)`` says from the
   protocol's capabilities (its family, ``every_worker``, ``takes_local_steps``, ...) whether the method is defined
   under it, and ``check(scenario)`` checks what else it needs of the problem spec, the cluster and the run;
-  ``serial_step``: the method has a serial step after each round (so ``cluster.flops_per_second`` must time it).
+  ``serial_step``: the method has a serial step after each round (so ``cluster.flops_per_second`` must time it);
+  ``compressible``: a message is one vector the server only adds up, which a scenario's ``compression:`` may compress
+  (``algorithms.compressed``).
 
 No method mutates its inputs (the tests pass read-only arrays).  One implementation serves the replay and the real
 execution mode.
@@ -77,6 +79,9 @@ class Algorithm:
     """The names of the extra metrics the algorithm records (``metrics``)."""
     serial_step: ClassVar[bool] = False
     """True when every round ends with a serial step timed in flops (``serial_flops``), as ADMM's solve."""
+    compressible: ClassVar[bool] = False
+    """True when a worker's message is one float64 vector of the problem's dimension that the server only adds up
+    (a gradient or a model change), so a scenario's ``compression:`` may compress it (``algorithms.compressed``)."""
 
     @staticmethod
     def accepts(protocol) -> bool:

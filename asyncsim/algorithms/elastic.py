@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..timing.protocol import Family
 from ..params import require
 from .base import Algorithm, local_draw_size, local_batches, minibatch_flops, total
 
@@ -62,7 +63,8 @@ class EASGD(Algorithm):
 
     @staticmethod
     def accepts(protocol):
-        return protocol.takes_local_steps
+        """Periodic exchanges (not FedBuff's buffer: a client's exchange is answered with the center it used)."""
+        return protocol.takes_local_steps and protocol.family is not Family.BUFFERED
 
     def resolve(self, protocol):
         """``local_steps: null`` takes the protocol's period."""

@@ -24,6 +24,7 @@ class GD(Algorithm):
 
     lr: float
     vector_state = True
+    compressible = True
     lower: float | None = None
     upper: float | None = None
 

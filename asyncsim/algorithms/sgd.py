@@ -52,6 +52,7 @@ class SGD(Algorithm):
     lower: float | None = None
     upper: float | None = None
     vector_state = True
+    compressible = True
 
     def __post_init__(self):
         require(self.lr > 0, "lr", "must be > 0", self.lr)

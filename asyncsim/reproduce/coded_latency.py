@@ -110,34 +110,38 @@ class CodedLatency(Reproduction):
         import matplotlib.pyplot as plt
 
         t, gain = outcome.table, outcome.extra["gain"]
-        fig, (a, b) = plt.subplots(1, 2, figsize=(11.5, 4.4))
-        for (n, mu), g in t.groupby(["workers", "mu"], sort=False):
+        fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6))
+        mus = sorted(set(gain["mu"]))
+        colour = dict(zip(mus, plt.get_cmap("tab10").colors))  # one colour per mu, in both panels
+        styles = ["-", "--", "-.", ":"]
+        for i, ((n, mu), g) in enumerate(t.groupby(["workers", "mu"], sort=False)):
+            c, ls = colour[mu], styles[sum(1 for m in gain["mu"][:i] if m == mu) % len(styles)]
             mds = g[g["scheme"] == "mds"]
-            line, = a.plot(mds["parameter"], mds["predicted"], "-", lw=1.2, label=f"n = {n}, mu = {mu:g}")
-            color = line.get_color()
-            a.plot(mds["parameter"], mds["measured"], "o", ms=4, color=color)
-            unc = g[g["scheme"] == "uncoded"].iloc[0]
-            a.axhline(unc["predicted"], color=color, ls=":", lw=1)
-            a.plot([n], [unc["measured"]], "s", ms=6, mfc="none", color=color)
-            for r in g[g["scheme"] == "repetition"].itertuples():
-                a.plot([n], [r.measured], "^", ms=6, mfc="none", color=color)
+            a.plot(mds["parameter"], mds["predicted"], ls, lw=1.2, color=c, label=f"n = {n}, mu = {mu:g}")
+            a.plot(mds["parameter"], mds["measured"], "o", ms=4, color=c)
             best = gain[(gain["workers"] == n) & (gain["mu"] == mu)].iloc[0]
-            a.plot([best["best_k"]], [mds["predicted"].min()], "*", ms=13, color=color, mec="k")
+            a.plot([best["best_k"]], [mds["predicted"].min()], "*", ms=13, color=c, mec="k")
+            unc = g[g["scheme"] == "uncoded"].iloc[0]
+            a.plot([n + 0.8], [unc["measured"]], "s", ms=6, mfc="none", color=c)  # beside the k axis's end
+            for r in g[g["scheme"] == "repetition"].itertuples():
+                a.plot([n + 0.8], [r.measured], "^", ms=6, mfc="none", color=c)
+        for marker, what in (("o", "simulated MDS"), ("*", "best k (exact)"), ("s", "uncoded, simulated"),
+                             ("^", "repetition, simulated")):
+            a.plot([], [], marker, color="0.3", mfc="none" if marker in "s^" else "0.3", label=what)
         a.set_yscale("log")
-        a.set_xlabel("MDS code dimension k (tasks needed)")
+        a.set_xlabel("MDS code dimension k (tasks needed); uncoded and repetition drawn just right of k = n")
         a.set_ylabel("mean round time (s, log scale)")
-        a.set_title("MDS (1/k)(1 + (H_n - H_{n-k})/mu): line; simulated: dots\n"
-                    "uncoded: dotted line and square, repetition: triangle, best k: star", fontsize=9)
+        a.set_title("round time: lines (1/k)(1 + (H_n - H_{n-k})/mu), markers simulated", fontsize=10)
         a.grid(True, alpha=0.3)
-        a.legend(fontsize=8, loc="upper right")
+        a.legend(fontsize=7, loc="upper right", ncol=2)
         ns = np.arange(2, 31)
-        for mu in sorted(set(gain["mu"])):
+        for mu in mus:
             law = ShiftedExponential(shift=1.0, scale=1.0 / mu)
             curve = [coded_round_time(Uncoded(), m, law) / coded_round_time(MDS(k=best_mds_k(m, law)), m, law)
                      for m in ns]
-            line, = b.plot(ns, curve, "-", lw=1.2, label=f"mu = {mu:g}")
+            b.plot(ns, curve, "-", lw=1.2, color=colour[mu], label=f"mu = {mu:g}")
             g = gain[gain["mu"] == mu]
-            b.errorbar(g["workers"], g["measured_gain"], yerr=2 * g["gain_se"], fmt="o", color=line.get_color(),
+            b.errorbar(g["workers"], g["measured_gain"], yerr=2 * g["gain_se"], fmt="o", color=colour[mu],
                        ms=5, capsize=3)
         b.plot([], [], "o", color="0.3", label="simulated (2 s.e.)")
         b.set_xscale("log")

@@ -1,5 +1,5 @@
 """The asynchronous family: a parameter server with consistent reads, and its variants (ssp, ringmaster, rennala,
-periodic, drain).
+buffered, periodic, drain).
 
 One SimPy implementation, ``run_async``, with options switched on by the protocol; ``shared_memory`` runs it too,
 and ``periodic`` with ``synchronous: true`` runs the rounds of ``rounds.py`` instead.  Processes only move time;
@@ -18,7 +18,7 @@ from .fast import async_trace
 from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
 
 def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = None, batch: int | None = None,
-              local_steps: int = 1, read_time=None, drain: float | None = None) -> None:
+              keep_stale: bool = False, local_steps: int = 1, read_time=None, drain: float | None = None) -> None:
     """The asynchronous parameter server and its variants (one implementation, options switched on by protocol).
 
     Worker w loops: get parameters (version v), compute ``local_steps`` gradients, send (uplink), queue at the
@@ -30,7 +30,10 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
       their workers restart on v; a queued contribution whose staleness would exceed R is dropped (Maranjyan,
       Tyurin and Richtarik 2025);
     - ``batch`` S: only contributions computed at the current version count; after S of them the server steps
-      (one update of S contributions); the others are dropped (Rennala SGD, Tyurin and Richtarik 2023);
+      (one update of S contributions); the others are dropped (Rennala SGD, Tyurin and Richtarik 2023).  A kept
+      contribution is acknowledged at once and its worker computes again on the server's current version; the
+      S-th waits for the update and gets the new version.  With ``keep_stale`` every contribution counts, on the
+      version it read: the server's buffer takes the next S arrivals (FedBuff, Nguyen et al. 2022);
     - ``read_time(w, step)``: a read takes time (shared memory): computing starts when it ends (``t_read_end``);
     - ``drain`` g: the server applies, as one update, every contribution that arrived while it was busy (a master
       that drains its queue, as PIAG's does).  An update opens when a contribution arrives at an idle server, or
@@ -183,15 +186,15 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
             row = (w, step, version, t_read, t_done, t_arrive, t_read_end)
             step += 1
             if batch is not None:
-                if version != server["version"] or server["full"]:  # stale, or the batch is already complete
+                if not keep_stale and (version != server["version"] or server["full"]):  # stale, or complete
                     log.add(server["version"], w, step - 1, version, -1, DROPPED, *row[3:6], t_arrive)
                     finish_step(w, step - 1)
                     t_send, version = t_arrive, server["version"]
                     continue
                 pending.append(row)
                 t_apply = fifo.serve(t_arrive, service(w, step - 1))
-                if len(pending) < batch:  # acknowledged at once: compute again at the same point
-                    t_send = t_arrive
+                if len(pending) < batch:  # acknowledged at once: compute again on the current version
+                    t_send, version = t_arrive, server["version"]
                     continue
                 rows = pending[:]
                 pending.clear()
@@ -217,6 +220,14 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
 
     procs = [clock.process(worker(w)) for w in range(n)]
     clock.run(until=finished)
+
+
+def check_local_steps(steps: int, algorithm) -> None:
+    """A protocol of ``steps`` local steps per exchange times that many compute draws: the algorithm must take as
+    many (``local_steps``), or the time would not be its work's."""
+    mine = getattr(algorithm, "local_steps", None)
+    require(mine == steps, "algorithm.local_steps",
+            f"must equal protocol.local_steps ({steps}) (an algorithm that takes local steps)", mine)
 
 
 @register("async")
@@ -313,6 +324,42 @@ class Rennala(Protocol):
         return 2.0 * n_updates * self.batch  # kept, plus dropped stale ones
 
 
+@register("buffered")
+@dataclass(frozen=True, kw_only=True)
+class Buffered(Protocol):
+    """FedBuff's server (Nguyen, Malik, Zhan, Yousefpour, Rabbat, Malek and Huba, "Federated learning with
+    buffered asynchronous aggregation", AISTATS 2022): clients take ``local_steps`` H local steps on the version they
+    read and send their change; the server adds each arrival to a buffer and, when it holds ``buffer`` K
+    contributions, applies them as one update, each with its own staleness.  A client whose contribution does not
+    fill the buffer is acknowledged at once and starts again on the server's current version; the one that fills it
+    gets the new version.  With K = 1 it is ``periodic`` (asynchronous), bit for bit.  With n always-busy clients
+    and no service time the mean staleness is (n - 1)/K in the long run (``theory.buffered_mean_staleness``:
+    only the filler of each buffer reads the version its own contribution makes, so it differs from the draining
+    server's n/m - 1, where every contributor does).  The server's step (its learning rate, staleness weights)
+    is the algorithm's: ``local_sgd`` with ``server_lr`` and ``weight``."""
+
+    buffer: int
+    local_steps: int = 1
+    family = Family.BUFFERED
+    takes_local_steps = True
+
+    def __post_init__(self):
+        require(self.buffer >= 1, "buffer", "must be >= 1", self.buffer)
+        require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
+
+    def check(self, algorithm):
+        check_local_steps(self.local_steps, algorithm)
+
+    def run(self, sim):
+        run_async(sim, batch=self.buffer, keep_stale=True, local_steps=self.local_steps)
+
+    def staleness_bound(self, cluster, n_updates):
+        return None  # (the asynchronous server's deterministic bound is not derived for buffered updates)
+
+    def rows(self, workers, n_updates):
+        return float(n_updates) * self.buffer
+
+
 @register("periodic")
 @dataclass(frozen=True, kw_only=True)
 class Periodic(Protocol):
@@ -354,9 +401,7 @@ class Periodic(Protocol):
             run_async(sim, local_steps=self.local_steps)
 
     def check(self, algorithm):
-        steps = getattr(algorithm, "local_steps", None)
-        require(steps == self.local_steps, "algorithm.local_steps",
-                f"must equal protocol.local_steps ({self.local_steps}) (an algorithm that takes local steps)", steps)
+        check_local_steps(self.local_steps, algorithm)
 
     def staleness_bound(self, cluster, n_updates):
         return 0 if self.synchronous else super().staleness_bound(cluster, n_updates)

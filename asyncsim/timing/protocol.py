@@ -44,6 +44,8 @@ class Family(Enum):
 
     ASYNC = "asynchronous: each contribution is its own update, on the version its worker read (consistent reads)"
     BATCHED = "batched: an update is S contributions computed at the current version"
+    BUFFERED = ("buffered: an update is the next K contributions to arrive, each on the version its worker read (a "
+                "worker may contribute several)")
     DRAINED = ("drained: an update is every contribution that arrived while the server was busy, each on the version "
                "its worker read (at most one per worker)")
     ROUNDS = "rounds: an update is the kept contributions of one version, with a barrier"

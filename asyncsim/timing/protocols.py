@@ -1,7 +1,7 @@
 """The entry point of the timing layer: ``simulate(cluster, protocol, n_updates, seed) -> Trace``.
 
 The protocols live in their families, each importing the kernel (``protocol``): ``asynchronous`` (async, ssp,
-ringmaster, rennala, periodic, drain), ``rounds`` (sync, k_of_n, deadline, allreduce, coded), ``shared_memory`` (shared_memory,
+ringmaster, rennala, buffered, periodic, drain), ``rounds`` (sync, k_of_n, deadline, allreduce, coded), ``shared_memory`` (shared_memory,
 serial_async, on top of the asynchronous family) and ``imported`` (trace_file).  Importing this module registers
 them all, in that order (the order in which messages list kinds).  Processes only move time; they never look at numeric values (docs/ARCHITECTURE.md).
 """
@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..params import ScenarioError, kind, require
-from .asynchronous import SSP, Async, Drain, Periodic, Rennala, Ringmaster, run_async
+from .asynchronous import SSP, Async, Buffered, Drain, Periodic, Rennala, Ringmaster, run_async
 from .cluster import Cluster
 from .durations import Durations, overflow
 from .laws import Constant
@@ -88,6 +88,6 @@ def simulate(cluster: Cluster, protocol: Protocol, n_updates: int, seed: int, me
     return trace.until(until)
 
 
-__all__ = ["AllReduce", "Async", "Coded", "Deadline", "Drain", "Family", "KOfN", "Periodic", "Protocol", "RealLoop", "Rennala",
+__all__ = ["AllReduce", "Async", "Buffered", "Coded", "Deadline", "Drain", "Family", "KOfN", "Periodic", "Protocol", "RealLoop", "Rennala",
            "Ringmaster", "SSP", "SerialAsync", "SharedMemory", "Sim", "Sync", "TraceFile", "choose_engine",
            "run_async", "run_rounds", "simulate"]
