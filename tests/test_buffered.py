@@ -112,3 +112,21 @@ def test_buffered_scenarios_and_their_errors():
         asyncsim.load_scenario(None, base + ["algorithm={kind: rennala_sgd, lr: 0.1}"])
     with pytest.raises(ScenarioError, match=r"^algorithm.server_lr and weight are local_sgd's server step"):
         asyncsim.load_scenario(None, base + ["algorithm={kind: downpour, lr: 0.1, server_lr: 2.0}"])
+
+
+def test_the_buffered_staleness_reproduction_fails_with_the_draining_servers_identity(tmp_path, monkeypatch, capsys):
+    """Fed the draining server's long-run form n/K - 1 instead of (n - 1)/K, the reproduction FAILs."""
+    import yaml
+
+    from asyncsim import reproduce
+    from asyncsim.cli import main
+
+    data = yaml.safe_load((reproduce.directory() / "buffered-staleness.yaml").read_text())
+    data["quick"] = {"workers": [4], "updates": 2000}
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "right"), "--no-plots"]) == 0
+    monkeypatch.setattr(reproduce.buffered, "buffered_mean_staleness",
+                        lambda n, U, C, reads=None: theory.batched_mean_staleness(n, U, C))
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "wrong"), "--no-plots"]) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("FAIL: mean staleness equals")

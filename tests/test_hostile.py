@@ -328,7 +328,7 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys, root):
           str(tmp_path / "o")], "engine fast cannot simulate a cluster whose workers interact (failures); use "
                                 "--engine simpy or auto"),
         (["predict", "--updates", "0"], "--updates must be >= 1, got 0"),
-        (["reproduce", "no-such-thing"], "reproduction must be one of async-momentum, asysg-speedup, coded-es, "
+        (["reproduce", "no-such-thing"], "reproduction must be one of async-momentum, asysg-speedup, buffered-staleness, coded-es, "
                                          "coded-latency, compression-variance, debiased-newton, delay-adaptive, "
                                          "delay-logs, delayed-gd-stability, gradient-coding, optimal-time, "
                                          "order-statistics, sketch-averaging, staleness-identity (or a YAML file), "

@@ -97,6 +97,8 @@ def test_replaying_the_observed_trace_of_a_spawned_async_run_gives_the_same_para
     ({"kind": "periodic", "local_steps": 3}, {"kind": "easgd", "lr": 0.05, "batch_size": 8}),
     ({"kind": "periodic", "local_steps": 2, "synchronous": True}, {"kind": "local_sgd", "lr": 0.05,
                                                                     "batch_size": 8}),
+    ({"kind": "periodic", "local_steps": 2}, {"kind": "fedasync", "lr": 0.05, "weight": "polynomial",
+                                              "batch_size": 8}),
 ])
 def test_sync_and_periodic_real_runs_replay_bit_for_bit(clean, protocol, algorithm):
     result = run_real(from_dict(spec(workers=3, updates=90, protocol=protocol, algorithm=algorithm)))

@@ -15,7 +15,7 @@ from asyncsim.cli import main
 NAMES = sorted(p.stem for p in (Path(__file__).parents[1] / "scenarios" / "reproductions").glob("*.yaml"))
 ISSUE = {"staleness-identity", "order-statistics", "delayed-gd-stability", "optimal-time", "delay-adaptive",
          "asysg-speedup", "async-momentum", "delay-logs", "coded-es", "coded-latency", "gradient-coding",
-         "sketch-averaging", "debiased-newton", "compression-variance"}
+         "sketch-averaging", "debiased-newton", "compression-variance", "buffered-staleness"}
 
 
 def test_every_reproduction_of_the_issue_is_defined_and_listed_with_its_source(capsys):

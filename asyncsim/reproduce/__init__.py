@@ -30,8 +30,8 @@ from ..files import load_yaml
 from ..params import ScenarioError, build_dataclass, relative_to, require, to_plain
 from ..scenario import check_name
 from . import (  # noqa: F401  (registers the kinds)
-    coded_es, coded_latency, compression_variance, debiased_newton, delay_adaptive, delay_logs, delayed_gd,
-    gradient_coding, momentum, optimal_time, order_statistics, sketch_averaging, speedup, staleness)
+    buffered, coded_es, coded_latency, compression_variance, debiased_newton, delay_adaptive, delay_logs,
+    delayed_gd, gradient_coding, momentum, optimal_time, order_statistics, sketch_averaging, speedup, staleness)
 from .base import Outcome, Reproduction, describe, first_hit, span
 
 
