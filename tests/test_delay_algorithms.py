@@ -8,7 +8,7 @@ import pytest
 
 import asyncsim
 from asyncsim import theory
-from asyncsim.algorithms import ApplyInfo, AsySG, DelayAdaptive, Koloskova, SGD
+from asyncsim.algorithms import ApplyInfo, AsySG, DelayAdaptive, Koloskova
 from asyncsim.params import ParamError, ScenarioError
 from asyncsim.problems.least_squares import LeastSquares
 from asyncsim.problems.quadratic import QuadraticProblem

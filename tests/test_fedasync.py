@@ -13,7 +13,7 @@ from asyncsim.replay import algorithm_draws, replay
 from asyncsim.rng import Stream, generator
 from asyncsim.timing import Cluster, simulate
 from asyncsim.timing.laws import Exponential
-from asyncsim.timing.protocols import Async, Periodic, Sync
+from asyncsim.timing.protocols import Async, Periodic
 
 
 def test_staleness_weights_by_hand():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from asyncsim.params import ParamError
-from asyncsim.reproduce import delay_adaptive, load, run_definition
+from asyncsim.reproduce import delay_adaptive, load
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +15,8 @@ def definition():
 
 
 @pytest.fixture(scope="module")
-def quick(definition):
-    return run_definition(definition)
+def quick(definition, quick_outcome):
+    return quick_outcome(definition.name)
 
 
 def small(definition, **changes):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from asyncsim.params import ParamError
-from asyncsim.reproduce import load, run_definition
+from asyncsim.reproduce import load
 from asyncsim.reproduce import optimal_time as module
 
 
@@ -16,8 +16,8 @@ def definition():
 
 
 @pytest.fixture(scope="module")
-def outcome(definition):
-    return run_definition(definition)
+def outcome(definition, quick_outcome):
+    return quick_outcome(definition.name)
 
 
 def test_quick_version_passes(outcome, definition):

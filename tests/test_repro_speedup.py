@@ -7,7 +7,7 @@ import pytest
 
 from asyncsim.algorithms.delay import AsySG
 from asyncsim.params import ParamError
-from asyncsim.reproduce import load, run_definition
+from asyncsim.reproduce import load
 from asyncsim.reproduce import speedup as module
 
 
@@ -17,8 +17,8 @@ def definition():
 
 
 @pytest.fixture(scope="module")
-def quick(definition):
-    return run_definition(definition)
+def quick(definition, quick_outcome):
+    return quick_outcome(definition.name)
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ class BufferedStaleness(Reproduction):
 
         t = outcome.table
         fig, (a, b) = plt.subplots(1, 2, figsize=(11.5, 4.3))
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
+        from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
         markers = dict(zip(pd.unique(t["law"]), "osD^v"))
         for i, (n, g) in enumerate(t.groupby("workers", sort=False)):
@@ -119,7 +119,7 @@ class BufferedStaleness(Reproduction):
         a.set_xscale("log", base=2)
         a.set_yscale("log")
         for axis in (a.xaxis, a.yaxis):
-            axis.set_major_formatter(ScalarFormatter())
+            axis.set_major_formatter(FormatStrFormatter("%g"))
             axis.set_minor_formatter(NullFormatter())
         positive = t["long_run"][t["long_run"] > 0]
         a.set_yticks([v for v in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)

@@ -98,12 +98,12 @@ class CodedLatency(Reproduction):
                       and (gain["best_k"] == gain["measured_best_k"]).all() and gz <= self.z_max
                       and gain["gain_relative_error"].max() <= self.tolerance)
         wrong_k = int((gain["best_k"] != gain["measured_best_k"]).sum())
+        tol = f"{100 * self.tolerance:.3g}%"
         criterion = (f"round times of uncoded, repetition and every (n, k) MDS code within {self.z_max:g} standard "
                      f"errors (worst |z| {abs(z['z']):.2f}: {z['scheme']} {z['parameter']}, n = {z['workers']}) and "
-                     f"{self.tolerance:.0%} (worst {worst['relative_error']:.2%}) of Lee et al.'s forms; measured "
-                     f"best k exact in {len(gain) - wrong_k} of {len(gain)} cases; coding gain within "
-                     f"{self.z_max:g} standard errors (worst |z| {gz:.2f}) and {self.tolerance:.0%} (worst "
-                     f"{gain['gain_relative_error'].max():.2%})")
+                     f"{tol} (worst {worst['relative_error']:.2%}) of Lee et al.'s forms; measured best k exact in "
+                     f"{len(gain) - wrong_k} of {len(gain)} cases; coding gain within {self.z_max:g} standard errors "
+                     f"(worst |z| {gz:.2f}) and {tol} (worst {gain['gain_relative_error'].max():.2%})")
         return Outcome(table, passed, criterion, tuple(notes), {"gain": gain})
 
     def plot(self, outcome):
