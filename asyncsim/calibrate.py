@@ -115,7 +115,7 @@ def calibrated(scenario, laws: dict) -> dict:
     cluster = data["cluster"]
     compute = laws["compute"]
     cluster["compute"] = [empirical(c) for c in compute] if isinstance(compute, list) else empirical(compute)
-    cluster.update(compute_trace=None, speeds=[], stragglers=[], transient=None, failures=None,
+    cluster.update(compute_trace=None, speeds=[], stragglers=[], transient=None, failures=None, availability=None,
                    flops_per_second=None)
     cluster["server"]["service"] = empirical(laws["service"])
     for link in ("uplink", "downlink"):
@@ -344,7 +344,7 @@ def delay_calibrated(scenario, fit: DelayFit) -> dict:
     data["name"] = f"{scenario.name}-calibrated"
     cluster = data["cluster"]
     cluster.update(compute=fit.compute_law(), compute_trace=None, speeds=[], stragglers=[], transient=None,
-                   failures=None, flops_per_second=None, uplink={"kind": "constant", "value": 0.0},
+                   failures=None, availability=None, flops_per_second=None, uplink={"kind": "constant", "value": 0.0},
                    downlink={"kind": "constant", "value": 0.0})
     cluster["network"].update(uplink_bandwidth=None, downlink_bandwidth=None)
     cluster["server"]["service"] = {"kind": "constant", "value": (fit.service_ratio or 0.0) * fit.mean}

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 SEGMENTS = {"compute": "tab:blue", "communicate": "tab:orange", "wait": "0.85"}
-UNUSED = {1: ("dropped", "tab:purple"), 2: ("cancelled", "tab:olive"), 3: ("lost (crash)", "tab:red")}
+UNUSED = {1: ("dropped", "tab:purple"), 2: ("cancelled", "tab:olive"), 3: ("lost (crash or offline)", "tab:red")}
 
 
 SHOWN = 1e150

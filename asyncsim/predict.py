@@ -44,7 +44,7 @@ def assumptions(cluster: Cluster) -> str:
     """'' when the formulas are exact in expectation for this cluster, else what breaks them."""
     broken = []
     if not cluster.independent:
-        broken.append("server contention, slow phases, failures or serverless invocations")
+        broken.append("server contention, slow phases, failures, availability or serverless invocations")
     if not all(isinstance(x, Constant) for x in (cluster.uplink, cluster.downlink)):
         broken.append("random latencies (their means are used)")
     return "approximate: " + ", ".join(broken) if broken else ""

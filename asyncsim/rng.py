@@ -35,6 +35,8 @@ class Stream(IntEnum):
     PHASE = 8
     READ = 9
     COLD_START = 10
+    AVAILABILITY = 11
+    WINDOW = 12
 
 
 def generator(seed: int, stream: Stream, worker: int = 0, block: int = 0) -> np.random.Generator:

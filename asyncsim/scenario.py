@@ -235,7 +235,7 @@ def _check_compute_trace(s: Scenario) -> None:
     trace, steps = s.cluster.compute_trace, s.run.updates * s.protocol.local_steps
     if trace is None or trace.cycle or not s.protocol.simulated:
         return
-    rows, failures = len(trace.table), s.cluster.failures is not None
+    rows, failures = len(trace.table), s.cluster.interruption is not None
     if rows >= steps and not failures:  # no worker takes more steps than there are updates
         return
     if s.protocol.family is Family.ROUNDS and not failures:  # every worker takes exactly one step per round

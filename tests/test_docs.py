@@ -37,7 +37,7 @@ def test_readme_study_snippet_runs_as_a_script(root, tmp_path, monkeypatch):
 
 
 def test_readme_scenario_block_is_the_shipped_quickstart(root):
-    quickstart, study = blocks(root, "yaml")
+    quickstart, study, availability = blocks(root, "yaml")
     assert yaml.safe_load(quickstart) == yaml.safe_load(default_scenario_text())
     # the study example is the NMF study's sweep and algorithms
     shown = yaml.safe_load(study)
@@ -45,6 +45,10 @@ def test_readme_scenario_block_is_the_shipped_quickstart(root):
     assert shown["sweep"] == nmf["sweep"]
     for name, variant in shown["compare"].items():
         assert variant["algorithm"] == nmf["compare"][name]["algorithm"]
+    # the availability example is the shipped scenario's cluster
+    shipped = yaml.safe_load((root / "scenarios" / "clusters" / "availability.yaml").read_text())
+    for key, value in yaml.safe_load(availability)["cluster"].items():
+        assert shipped["cluster"][key] == value
 
 
 def test_readme_error_examples_are_what_the_cli_prints(root, tmp_path, monkeypatch, capsys):

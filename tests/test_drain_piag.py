@@ -89,7 +89,7 @@ def test_drain_refuses_what_it_does_not_model():
         simulate(Cluster(workers=2, compute=Exponential(mean=1.0)), Drain(), 10, seed=0, engine="fast")
     with pytest.raises(ParamError, match=r"^cluster.server.slots must be 1 under protocol drain"):
         simulate(Cluster(workers=2, compute=Exponential(mean=1.0), server=Server(slots=2)), Drain(), 10, seed=0)
-    with pytest.raises(ParamError, match=r"^cluster.failures: protocol drain does not model failures"):
+    with pytest.raises(ParamError, match=r"^cluster.failures: protocol drain does not model workers going offline"):
         simulate(Cluster(workers=2, compute=Exponential(mean=1.0), failures=Failures(rate=0.01, downtime=
                                                                                      Constant(value=1.0))),
                  Drain(), 10, seed=0)

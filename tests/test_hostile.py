@@ -125,8 +125,8 @@ def test_a_directory_missing_and_huge_files(tmp_path, capsys):
 # -- values --------------------------------------------------------------------------------------------------------
 
 VALUES = {
-    "unknown key": ({"cluster": {"wrokers": 4}}, "cluster.wrokers is not a known key (allowed: compute, "
-                    "compute_trace, downlink, failures, flops_per_second, network, server, serverless, speeds, stragglers, "
+    "unknown key": ({"cluster": {"wrokers": 4}}, "cluster.wrokers is not a known key (allowed: availability, "
+                    "compute, compute_trace, downlink, failures, flops_per_second, network, server, serverless, speeds, stragglers, "
                     "transient, uplink, workers)"),
     "string for an integer": ({"cluster": {"workers": "eight"}},
                               "cluster.workers must be an integer, got 'eight' (str)"),

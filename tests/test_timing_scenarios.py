@@ -218,7 +218,7 @@ def test_plots_overlay_predictions_and_show_unused_work(root):
     fails = asyncsim.run(asyncsim.load_scenario(root / "scenarios" / "clusters" / "failures.yaml",
                                                 overrides=["run.updates=3000"]))
     ax = plot_timeline(fails.trace.to_frame(), until=float(fails.trace.t_apply[-1]))
-    assert "lost (crash)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "lost (crash or offline)" in [t.get_text() for t in ax.get_legend().get_texts()]
     crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
     assert sum(len(ln.get_xdata()) for ln in crosses) == fails.summary["unused"]["lost"]
     plt.close("all")

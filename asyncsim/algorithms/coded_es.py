@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..params import kind, require, to_plain
+from ..params import kind, require
 from ..rng import generator
 from ..timing.codes import MDS, Code, Uncoded
 from .base import Algorithm, step_flops
@@ -137,9 +137,9 @@ class CodedES(Algorithm):
         else:
             require(n <= dim, "cluster.workers", f"must be <= problem.dim ({dim}) for algorithm coded_es without "
                     "an mds code: every worker has its own orthonormal search direction", n)
-        require(scenario.cluster.failures is None, "cluster.failures", "must be null for algorithm coded_es: a "
-                "worker that computes again within a round would use the next round's search subspace",
-                to_plain(scenario.cluster.failures))
+        off = scenario.cluster.interruption
+        require(off is None, f"cluster.{off}", "must be null for algorithm coded_es: a worker that computes again "
+                "within a round would use the next round's search subspace", "given")
 
     def bind(self, problem, n_workers=None):
         require(n_workers is not None, "workers", "must be known (the code's size)", None)

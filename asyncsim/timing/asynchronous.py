@@ -8,6 +8,7 @@ they never look at numeric values.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import simpy
@@ -42,8 +43,10 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
       its contributions and s the server's service draw of the first of them (g = 0: a fixed cost per update;
       g = 1: each contribution costs s).  Every contributor gets the new version in the reply.
 
-    Failures (``cluster.failures``): work in progress at a crash is lost (status LOST) and so is an awaited reply;
-    the worker rejoins when its down time ends and reads the server's current version.
+    Failures (``cluster.failures``) and availability (``cluster.availability``): work in progress at a crash, or
+    when a client goes offline, is lost (status LOST) and so is an awaited reply; the worker rejoins when it is up
+    again and reads the server's current version (one downlink later).  A client offline at time 0 starts when it
+    first comes online; one offline for good stops.
     """
     clock, times, log, n_updates = sim.clock, sim.times, sim.log, sim.n_updates
     n = sim.cluster.workers
@@ -137,16 +140,23 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
 
     def worker(w):
         step, version = 0, 0
-        t_up = t_send = 0.0   # t_up: a time the worker is known to be up; t_send: its parameters leave the server
+        t_up = t_send = times.up_at(w, 0.0)  # t_up: a time the worker is known to be up; t_send: its parameters
+        if t_up > 0.0:                       # leave the server (a client offline at time 0 starts when it is online)
+            if t_up == math.inf:
+                return
+            yield clock.at(t_up, Phase.READ, w)
+            version = server["version"]
         while True:
             if ssp is not None and step - min(completed) > ssp:
                 held = clock.event()
                 waiting.append((step, held))
                 version = yield held
                 t_send = clock.now
-            t_read = t_send if step == 0 else t_send + downlink(w, step)
+            t_read = t_send if step == 0 and t_send == 0.0 else t_send + downlink(w, step)
             crash, rejoin = crash_after(w, t_up)
-            if crash < t_read:  # down before the parameters arrive: rejoin and ask again
+            if crash <= t_read:  # down (or offline) when the parameters arrive: rejoin and ask again
+                if rejoin == math.inf:
+                    return
                 if rejoin > clock.now:
                     yield clock.at(rejoin, Phase.READ, w)
                 t_up, t_send = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
@@ -166,6 +176,8 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                     log.add(server["version"], w, step, version, -1, LOST, t_read, min(t_done, crash), crash, crash)
                     finish_step(w, step)
                     step += 1
+                    if rejoin == math.inf:
+                        return
                     yield clock.at(rejoin, Phase.READ, w)
                     t_up = t_send = rejoin
                     version = server["version"]
@@ -209,6 +221,8 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 t_apply = fifo.serve(t_arrive, service(w, step - 1))
                 event = at_apply(t_apply, apply, row)
             if crash < t_apply:  # down while queued: the update is still applied, the reply is lost
+                if rejoin == math.inf:
+                    return
                 yield clock.at(rejoin, Phase.READ, w)
                 t_up = t_send = rejoin
                 version = server["version"]
@@ -436,9 +450,10 @@ class Drain(Protocol):
     def check_cluster(self, cluster):
         require(cluster.server.slots == 1, "cluster.server.slots",
                 "must be 1 under protocol drain (one master applies the updates)", cluster.server.slots)
-        if cluster.failures is not None:
-            raise ParamError("cluster.failures: protocol drain does not model failures (a crash while an update is "
-                             "pending); remove cluster.failures, or use protocol async")
+        off = cluster.interruption
+        if off is not None:
+            raise ParamError(f"cluster.{off}: protocol drain does not model workers going offline (a crash while an "
+                             f"update is pending); remove cluster.{off}, or use protocol async")
 
     def staleness_bound(self, cluster, n_updates):
         return None  # (the asynchronous server's deterministic bound is not derived for batched updates)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..files import read_text
 from ..params import ParamError, require, resolve_path
+from .availability import Availability
 from .laws import Constant, DelayLaw, Empirical
 
 LONGEST = 1e100
@@ -189,7 +190,9 @@ class Cluster:
     Worker w's compute time at step s is ``X * slowdown_w / speed_w`` where X is drawn from ``compute`` (one law for
     all, or a list of n laws) or read from ``compute_trace``; ``speeds`` (default all 1) and ``stragglers``
     (persistent slowdowns) make workers heterogeneous; ``transient`` adds random slow phases and ``failures`` crashes;
-    ``serverless`` makes every task an invocation with cold starts and a concurrency cap.
+    ``availability`` takes workers (federated clients) offline and back (``timing.availability``: a task in
+    progress when its worker goes offline is lost, as at a crash); ``serverless`` makes every task an invocation
+    with cold starts and a concurrency cap.
     A message takes the latency drawn from ``uplink`` / ``downlink`` plus its size over the bandwidth of ``network``.
     With ``flops_per_second``, X is in units of one step's arithmetic: the compute time is X * flops / rate, with
     the flops of a step from the algorithm and the problem (a full gradient, a minibatch, a coordinate block), so
@@ -203,6 +206,7 @@ class Cluster:
     stragglers: tuple[Straggler, ...] = ()
     transient: Transient | None = None
     failures: Failures | None = None
+    availability: Availability | None = None
     uplink: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
     downlink: DelayLaw = field(default_factory=lambda: Constant(value=0.0))
     network: Network = field(default_factory=Network)
@@ -244,6 +248,15 @@ class Cluster:
             seen.add(s.worker)
         require(self.serverless is None or self.failures is None, "failures", "must be null with serverless "
                 "workers (an invocation that fails is retried by the platform, which is not modelled)", "given")
+        require(self.serverless is None or self.availability is None, "availability", "must be null with "
+                "serverless workers (an invocation runs whenever it is called)", "given")
+        require(self.failures is None or self.availability is None, "availability", "must be null with failures "
+                "(one model takes workers offline: failures for crashes, availability for clients)", "given")
+        if self.availability is not None:
+            try:
+                self.availability.check_workers(n)
+            except ParamError as err:
+                raise ParamError(f"availability.{err}") from None
         if self.failures is not None and self.flops_per_second is None:
             slowest = max(s.slowdown for s in self.stragglers) if self.stragglers else 1.0
             step = max(law.mean for law in given) * slowest / min(self.speeds or (1.0,))
@@ -279,11 +292,17 @@ class Cluster:
         return (self.compute,) * self.workers
 
     @property
+    def interruption(self) -> str | None:
+        """The field whose model takes workers offline mid-task ('failures' or 'availability'), or None: the one
+        question the protocols, the real mode and the checks ask of either."""
+        return "failures" if self.failures is not None else "availability" if self.availability is not None else None
+
+    @property
     def independent(self) -> bool:
         """True when the timing of each worker depends on no other worker and on no time-varying state: no server
-        contention (service time 0), no transient slow phases, no failures, no serverless invocations (their cold
-        starts and slots).  The fast path needs this."""
+        contention (service time 0), no transient slow phases, no failures or availability, no serverless
+        invocations (their cold starts and slots).  The fast path needs this."""
         service = self.server.service
         return (isinstance(service, Constant) and service.value == 0.0 and self.transient is None
-                and self.failures is None and self.serverless is None)
+                and self.interruption is None and self.serverless is None)
 

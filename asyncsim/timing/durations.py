@@ -9,7 +9,6 @@ the fast path and the heapq reference see the same numbers whatever order they a
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections import deque
 from heapq import heapify, heapreplace
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..params import ScenarioError
 from ..rng import BLOCK, StepDraws, Stream, generator
+from .availability import Alternating, exponential as _exp
 from .cluster import Cluster
 from .laws import DelayLaw
 
@@ -27,9 +27,9 @@ class Durations:
     a worker's task of one or more steps, requested at t, finishes (serverless slots and cold starts included: the
     protocols ask this, in order of t when ``capped``); ``uplink(w, s)``,
     ``downlink(w, s)``: latency + bytes / bandwidth (the downlink of step s delivers the parameters step s reads;
-    unused for s = 0, since every worker starts at time 0 with version 0); ``service(w, s)``; ``up_at(w, t)`` and
-    ``crash_after(w, t)`` for the failure schedule; ``serial``: the seconds a round protocol spends between a round's
-    last contribution and its new version (a serial solve every node makes, ADMM's)."""
+    unused when a worker starts at time 0 with version 0); ``service(w, s)``; ``up_at(w, t)`` and
+    ``crash_after(w, t)`` for the failure or availability schedule; ``serial``: the seconds a round protocol spends
+    between a round's last contribution and its new version (a serial solve every node makes, ADMM's)."""
 
     def __init__(self, cluster: Cluster, seed: int, message_bytes: int = 0, serial: float = 0.0):
         if not (math.isfinite(serial) and serial >= 0):
@@ -56,11 +56,13 @@ class Durations:
             self._compute = [by_law[law] for law in laws]
         t = cluster.transient
         self._phases = None if t is None else [
-            _Alternating(seed, Stream.PHASE, w, _exp(t.mean_normal), _exp(t.mean_slow)) for w in range(self.workers)]
+            Alternating(seed, Stream.PHASE, w, _exp(t.mean_normal), _exp(t.mean_slow)) for w in range(self.workers)]
         self._slow = None if t is None else t.slowdown
         f = cluster.failures
         self._failures = None if f is None else [
-            _Alternating(seed, Stream.FAILURE, w, _exp(1.0 / f.rate), f.downtime.sample) for w in range(self.workers)]
+            Alternating(seed, Stream.FAILURE, w, _exp(1.0 / f.rate), f.downtime.sample) for w in range(self.workers)]
+        if cluster.availability is not None:
+            self._failures = cluster.availability.schedules(seed, self.workers)
         s = cluster.serverless
         cold = None if s is None else s.cold_start
         self._cold = None if cold is None or cold.probability == 0 else _scalar(seed, Stream.COLD_START, _cold(cold))
@@ -164,23 +166,20 @@ class Durations:
             heapify(slots)
 
     def up_at(self, worker: int, t: float) -> float:
-        """t if the worker is up at time t, else the time it rejoins."""
+        """t if the worker is up (online) at time t, else the time it rejoins (inf: never)."""
         if self._failures is None:
             return t
-        f = self._failures[worker]
-        i = f.locate(t)
-        return t if i % 2 == 0 else f.end(i)
+        return self._failures[worker].next_on(t)
 
     def crash_after(self, worker: int, t: float) -> tuple[float, float]:
-        """(crash, rejoin): the end of the up period that contains t and the end of the down period that follows
-        ((inf, inf) without failures).  A worker that crashes at exactly t counts as up at t (its crash comes
-        after the events of that instant)."""
+        """(crash, rejoin) for a worker up at time t: the end of the up period that contains t and the end of the
+        down period that follows ((inf, inf) without failures or availability; rejoin inf: offline for good).  A
+        worker that crashes at exactly t counts as up at t (its crash comes after the events of that instant)."""
         if self._failures is None:
             return math.inf, math.inf
         f = self._failures[worker]
-        i = f.locate(t)
-        i += i % 2
-        return f.end(i), f.end(i + 1)
+        crash = f.next_off(t)
+        return crash, f.next_on(crash)
 
 
 def overflow(worker: int) -> ScenarioError:
@@ -188,39 +187,6 @@ def overflow(worker: int) -> ScenarioError:
                          "durations are too heavy-tailed or too long for float64 sums; use shorter or lighter laws")
 
 
-class _Alternating:
-    """An alternating renewal process of one worker: intervals A_0, B_0, A_1, B_1, ... from time 0, A lengths from
-    ``sample_a`` and B lengths from ``sample_b``, drawn a block of BLOCK pairs at a time from the keyed stream."""
-
-    def __init__(self, seed, stream, worker, sample_a, sample_b):
-        self.key = (seed, stream, worker)
-        self.sample_a, self.sample_b = sample_a, sample_b
-        self.ends: list[float] = []
-
-    def _grow(self):
-        g = generator(*self.key, len(self.ends) // (2 * BLOCK))
-        a, b = self.sample_a(g, BLOCK), self.sample_b(g, BLOCK)
-        t = self.ends[-1] if self.ends else 0.0
-        for x, y in zip(a.tolist(), b.tolist()):
-            t += x
-            self.ends.append(t)
-            t += y
-            self.ends.append(t)
-
-    def locate(self, t: float) -> int:
-        """The index i of the interval [end(i-1), end(i)) that contains t (even: A, odd: B)."""
-        while not self.ends or self.ends[-1] <= t:
-            self._grow()
-        return bisect_right(self.ends, t)
-
-    def end(self, i: int) -> float:
-        while i >= len(self.ends):
-            self._grow()
-        return self.ends[i]
-
-
-def _exp(mean: float):
-    return lambda g, n: g.exponential(mean, n)
 
 
 def _cold(cold):

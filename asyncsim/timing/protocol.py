@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
 
-from ..params import Registry, kind
+from ..params import Registry, ScenarioError, kind
 from .cluster import Cluster
 from .durations import Durations
 from .engine import Clock, Log
@@ -97,7 +97,16 @@ class Protocol:
         """The trace of ``n_updates`` updates with the keyed durations ``times``: by default, run the SimPy processes
         (``run``) and turn their log into a Trace."""
         sim = Sim(Clock(cluster.workers), cluster, times, n_updates, Log())
-        self.run(sim)
+        try:
+            self.run(sim)
+        except RuntimeError as err:  # SimPy: every process ended before the last update
+            if cluster.availability is None or "No scheduled events left" not in str(err):
+                raise
+            raise ScenarioError(
+                f"cluster.availability stops the run at simulated time {sim.clock.now:.6g} s, before run.updates "
+                f"({n_updates}) updates are made: no client that could make them comes online again"
+                + (f" (protocol {kind(self)} waits for every worker each round)" if self.every_worker else "")
+                + "; give the clients more online time or run fewer updates") from None
         return sim.log.trace(cluster.workers, kind(self))
 
     def run(self, sim: "Sim") -> None:

@@ -42,6 +42,7 @@ def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") ->
         causes = [name for name, on in (("server service time > 0", cluster.server.service != Constant(value=0.0)),
                                         ("transient stragglers", cluster.transient is not None),
                                         ("failures", cluster.failures is not None),
+                                        ("client availability", cluster.availability is not None),
                                         ("serverless invocations", cluster.serverless is not None)) if on]
         reason = f"a cluster whose workers interact ({', '.join(causes)})"
     if engine == "fast" and reason:

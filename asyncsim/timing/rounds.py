@@ -66,8 +66,9 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
     round start + D with what has been served by then (or, if nothing has arrived, with the first arrival);
     ``allreduce`` c: no server and no links; the round closes c seconds after the last worker finishes (the ring
     all-reduce), and the result is on every worker at once.  A round's new version exists ``sim.times.serial``
-    seconds after it closes (a serial step every node makes; 0 by default).  Failures: a crashed worker's work is lost; when it
-    rejoins during the round it computes again on the round's version.
+    seconds after it closes (a serial step every node makes; 0 by default).  Failures and availability: a crashed (or
+    offline) worker's work is lost; when it rejoins during the round it computes again on the round's version, and
+    a round waits for it (under ``sync``, a client offline for good stops the run with an error).
     """
     clock, times, log, K = sim.clock, sim.times, sim.log, sim.n_updates
     n = sim.cluster.workers
@@ -128,14 +129,21 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
             close_at(rnd["last"] + (allreduce or 0.0))
 
     def worker(w):
-        step, t_up, t_back = 0, 0.0, 0.0  # t_back: when the worker last rejoined after a crash
+        step = 0
+        t_up = t_back = times.up_at(w, 0.0)  # t_back: when the worker last rejoined (came online)
+        if t_up > 0.0:
+            if t_up == math.inf:
+                return
+            yield clock.at(t_up, Phase.READ, w)
         while True:
             k = rnd["k"]
             closed = rnd["closed"]
             t_send = max(rnd["start"], t_back)
-            t_read = t_send if step == 0 or not link else t_send + times.downlink(w, step)
+            t_read = t_send if (step == 0 and t_send == 0.0) or not link else t_send + times.downlink(w, step)
             crash, rejoin = times.crash_after(w, t_up)
-            if crash < t_read:  # down before the parameters arrive: rejoin and ask again
+            if crash <= t_read:  # down (or offline) when the parameters arrive: rejoin and ask again
+                if rejoin == math.inf:
+                    return
                 if rejoin > clock.now:
                     yield clock.at(rejoin, Phase.READ, w)
                 t_up, t_back = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
@@ -152,6 +160,8 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
                     del computing[w]
                     log.add(k, w, step, k, k, LOST, t_read, min(t_done, crash), crash, crash)
                     step += 1
+                    if rejoin == math.inf:
+                        return
                     yield clock.at(rejoin, Phase.READ, w)
                     t_up = t_back = rejoin
                     continue

@@ -64,8 +64,8 @@ class SharedMemory(Protocol):
         net = cluster.network
         require(net.uplink_bandwidth is None and net.downlink_bandwidth is None, "cluster.network",
                 "must be unset under protocol shared_memory (no links)", to_plain(net))
-        require(cluster.failures is None, "cluster.failures", "is not supported by protocol shared_memory",
-                "failures")
+        off = cluster.interruption
+        require(off is None, f"cluster.{off}", "is not supported by protocol shared_memory", "given")
 
     def trace(self, cluster, times, n_updates):
         require(self.blocks is not None, "protocol.blocks",

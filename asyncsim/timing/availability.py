@@ -1,0 +1,266 @@
+"""When each worker (a federated client) is online: ``cluster.availability``.
+
+Three models, each a frozen dataclass registered under a YAML ``kind``:
+
+- ``on_off``: a two-state Markov process per client, online and offline periods exponential with means
+  ``mean_online`` and ``mean_offline`` seconds, started in its stationary law (online at time 0 with probability
+  mean_online / (mean_online + mean_offline)); with ``daily``, a client is moreover online only within its daily
+  window;
+- ``daily``: a daily window per client, online in [o + j P, o + j P + h) for every integer j (h = ``online_hours``
+  x 3600 s, P = ``period`` s, o uniform in [0, P) per client: time zones and charging habits);
+- ``trace``: the intervals of a CSV file, one row ``client,start,end`` per online interval [start, end) in
+  seconds (a header row allowed); a client without a row is never online, and each is offline after its last
+  interval.
+
+A model gives each worker a schedule (``schedules``) that answers two questions, in simulated seconds:
+``next_on(t)`` (t if online at t, else when it next comes online; inf if never) and ``next_off(t)`` (for t online,
+the end of that online period; t if offline).  Online periods are half-open, [start, end): a task that arrives at
+exactly ``end`` still counts, as a failure at the instant of an arrival does (``Durations.crash_after``).  The
+failures model (``cluster.failures``) is the same two-state process with a general down time, started online.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..files import read_text
+from ..params import ParamError, Registry, require, resolve_path
+from ..rng import BLOCK, Stream, generator
+
+LONGEST = 1e100
+"""The longest mean period, in seconds (as for every other cluster duration)."""
+DAY = 86400.0
+
+
+class Availability:
+    """Base class of availability models; ``Availability.registry`` maps YAML ``kind`` names to models."""
+
+    registry = Registry("availability")
+
+    def schedules(self, seed: int, workers: int) -> list:
+        """One schedule per worker (objects with ``next_on(t)`` and ``next_off(t)``), drawn lazily from keyed
+        streams."""
+        raise NotImplementedError
+
+    def check_workers(self, workers: int) -> None:
+        """Raise ParamError if the model cannot describe ``workers`` clients (default: any number)."""
+
+
+@Availability.registry.register("daily")
+@dataclass(frozen=True, kw_only=True)
+class Daily(Availability):
+    """Online ``online_hours`` h a day: client c is online in [o_c + j P, o_c + j P + h) for every integer j,
+    P = ``period`` seconds (a day), o_c uniform in [0, P) (drawn from the WINDOW stream keyed by c)."""
+
+    online_hours: float
+    period: float = DAY
+
+    def __post_init__(self):
+        require(0 < self.period <= LONGEST, "period", f"must be in (0, {LONGEST:g}] s", self.period)
+        require(0 < self.online_hours * 3600 <= self.period, "online_hours", f"must be in (0, period / 3600 = "
+                f"{self.period / 3600:g}]", self.online_hours)
+
+    def schedules(self, seed, workers):
+        return [_Window(seed, w, self.online_hours * 3600.0, self.period) for w in range(workers)]
+
+
+@Availability.registry.register("on_off")
+@dataclass(frozen=True, kw_only=True)
+class OnOff(Availability):
+    """A two-state Markov process per client: online and offline periods exponential with means ``mean_online``
+    and ``mean_offline`` seconds, in the stationary law from time 0 (online with probability
+    mean_online / (mean_online + mean_offline), the first period exponential too: memorylessness).  With ``daily``
+    a client is online only when both its on/off process and its daily window say so."""
+
+    mean_online: float
+    mean_offline: float
+    daily: Daily | None = None
+
+    def __post_init__(self):
+        for name in ("mean_online", "mean_offline"):
+            value = getattr(self, name)
+            require(0 < value <= LONGEST, name, f"must be in (0, {LONGEST:g}] s", value)
+
+    @property
+    def online_fraction(self) -> float:
+        """The long-run fraction of time a client is online (before any daily window)."""
+        return self.mean_online / (self.mean_online + self.mean_offline)
+
+    def schedules(self, seed, workers):
+        on, off = self.mean_online, self.mean_offline
+        out = [Alternating(seed, Stream.AVAILABILITY, w, exponential(on), exponential(off),
+                           start_online=self.online_fraction) for w in range(workers)]
+        if self.daily is not None:
+            out = [_Both(a, b) for a, b in zip(out, self.daily.schedules(seed, workers))]
+        return out
+
+
+@Availability.registry.register("trace")
+@dataclass(frozen=True, kw_only=True)
+class AvailabilityTrace(Availability):
+    """Online intervals from a CSV file of rows ``client,start,end`` (seconds, 0 <= start < end, finite; a header
+    row allowed; the intervals of one client must not overlap, in any order; touching ones are joined).  Clients are
+    numbered from 0; one without a row is never online."""
+
+    path: str
+    intervals: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        p = resolve_path(self.path)
+        object.__setattr__(self, "path", str(p))
+        text = read_text(p, "cluster.availability.path")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns about a file without data rows: said below, in one line
+            table = None
+            for skip in (0, 1):  # without, then with a header row
+                try:
+                    table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, skiprows=skip)
+                    break
+                except ValueError as err:
+                    reason = " ".join(str(err).split())
+        if table is None:
+            raise ParamError(f"path {self.path!r} must be a CSV file of rows client,start,end (a header row "
+                             f"allowed): {reason}")
+        require(table.size > 0 and table.shape[1] == 3, "path", "must hold rows of three numbers client,start,end",
+                f"{table.shape[1] if table.size else 0} columns")
+        client, start, end = table.T
+        bad = ~(np.isfinite(table).all(axis=1) & (client >= 0) & (client == np.floor(client)) & (client <= 2**31)
+                & (start >= 0) & (start < end))
+        require(not bad.any(), "path", "must hold rows client (an integer >= 0), start, end with 0 <= start < end, "
+                "all finite", f"data row {int(np.argmax(bad)) + 1}: {table[np.argmax(bad)].tolist()}")
+        intervals: dict[int, list[float]] = {}
+        for c in np.unique(client).astype(int).tolist():
+            rows = table[client == c]
+            rows = rows[np.argsort(rows[:, 1], kind="stable")]
+            flat: list[float] = []
+            for start, end in rows[:, 1:].tolist():
+                require(not flat or start >= flat[-1], "path", "must not hold overlapping intervals of one client",
+                        f"client {c}: [{flat[-2] if flat else ''}, {flat[-1] if flat else ''}) and [{start}, {end})")
+                if flat and start == flat[-1]:  # touching: one interval
+                    flat[-1] = end
+                else:
+                    flat += [start, end]
+            intervals[c] = flat
+        object.__setattr__(self, "intervals", intervals)
+
+    @property
+    def clients(self) -> int:
+        """One more than the largest client numbered in the file."""
+        return max(self.intervals) + 1
+
+    def check_workers(self, workers):
+        require(self.clients <= workers, "path", f"must number clients below cluster.workers ({workers})",
+                f"client {self.clients - 1}")
+
+    def schedules(self, seed, workers):
+        return [Intervals(self.intervals.get(w, [])) for w in range(workers)]
+
+
+class Alternating:
+    """An alternating renewal process of one worker: intervals A_0, B_0, A_1, B_1, ... from time 0 (A: online or
+    up, B: offline or down), A lengths from ``sample_a`` and B lengths from ``sample_b``, drawn a block of BLOCK
+    pairs at a time from the keyed stream.  With ``start_online`` p, A_0 has length 0 with probability 1 - p (one
+    uniform drawn after block 0's lengths): the process starts offline."""
+
+    def __init__(self, seed, stream, worker, sample_a, sample_b, start_online: float = 1.0):
+        self.key = (seed, stream, worker)
+        self.sample_a, self.sample_b = sample_a, sample_b
+        self.start_online = start_online
+        self.ends: list[float] = []
+
+    def _grow(self):
+        g = generator(*self.key, len(self.ends) // (2 * BLOCK))
+        a, b = self.sample_a(g, BLOCK), self.sample_b(g, BLOCK)
+        if not self.ends and self.start_online < 1.0 and g.random() >= self.start_online:
+            a[0] = 0.0
+        t = self.ends[-1] if self.ends else 0.0
+        for x, y in zip(a.tolist(), b.tolist()):
+            t += x
+            self.ends.append(t)
+            t += y
+            self.ends.append(t)
+
+    def locate(self, t: float) -> int:
+        """The index i of the interval [end(i-1), end(i)) that contains t (even: A, odd: B)."""
+        while not self.ends or self.ends[-1] <= t:
+            self._grow()
+        return bisect_right(self.ends, t)
+
+    def end(self, i: int) -> float:
+        while i >= len(self.ends):
+            self._grow()
+        return self.ends[i]
+
+    def next_on(self, t: float) -> float:
+        i = self.locate(t)
+        return t if i % 2 == 0 else self.end(i)
+
+    def next_off(self, t: float) -> float:
+        i = self.locate(t)
+        return self.end(i) if i % 2 == 0 else t
+
+
+class Intervals:
+    """Given online intervals [s_1, e_1), [s_2, e_2), ... (sorted, disjoint; ``flat`` = [s_1, e_1, s_2, ...])."""
+
+    def __init__(self, flat: list[float]):
+        self.bounds = flat
+
+    def next_on(self, t):
+        i = bisect_right(self.bounds, t)  # odd: inside [s, e)
+        if i % 2 == 1:
+            return t
+        return self.bounds[i] if i < len(self.bounds) else math.inf
+
+    def next_off(self, t):
+        i = bisect_right(self.bounds, t)
+        return self.bounds[i] if i % 2 == 1 else t
+
+
+class _Window:
+    """Online in [o + j P, o + j P + h) for every integer j, o uniform in [0, P) (drawn when first asked)."""
+
+    def __init__(self, seed, worker, h, period):
+        self.key, self.h, self.period = (seed, Stream.WINDOW, worker), h, period
+        self.offset = None
+
+    def _start(self, t):  # the start of the window at or before t
+        if self.offset is None:
+            self.offset = float(generator(*self.key).random()) * self.period
+        return self.offset + math.floor((t - self.offset) / self.period) * self.period
+
+    def next_on(self, t):
+        start = self._start(t)
+        return t if t < start + self.h else start + self.period
+
+    def next_off(self, t):
+        start = self._start(t)
+        return start + self.h if t < start + self.h else t
+
+
+class _Both:
+    """Online when both schedules are."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def next_on(self, t):
+        while True:
+            r = self.b.next_on(self.a.next_on(t))
+            if r == t or not math.isfinite(r):
+                return r
+            t = r
+
+    def next_off(self, t):
+        return min(self.a.next_off(t), self.b.next_off(t))
+
+
+def exponential(mean: float):
+    """A sampler of exponential lengths of the given mean (the lengths of the on/off and failure processes)."""
+    return lambda g, n: g.exponential(mean, n)
