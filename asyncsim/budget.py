@@ -10,7 +10,8 @@ The estimate is a sum of :class:`Footprint` parts (``scenario.footprint``): the 
 block of 256 steps of ``Algorithm.draw_size`` per worker), the trace (``Protocol.rows`` times :data:`ROW_BYTES`),
 the per-worker timing state and the recorded metrics.  The per-row and per-worker constants were measured as peak
 resident memory of runs end to end (``benchmarks/bench_memory.py``: 631 bytes per async row under SimPy, 248 on
-the fast path, 122 per row of rounds, 39 kB per worker besides its minibatch draws), rounded up.
+the fast path, 122 per row of rounds, 39 kB per worker besides its minibatch draws, 7.5 kB per client of a
+population), rounded up.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ ROW_BYTES = 1200
 WORKER_BYTES = 40_000
 """Bytes per worker of timing state: a SimPy process and one cached block of 256 draws (a list) per timing stream
 (the algorithm's own block of draws per worker is counted apart, ``Algorithm.draw_size``)."""
+CLIENT_BYTES = 10_000
+"""Bytes per client of a population (a protocol's ``concurrency``; no SimPy process each): a block of its compute
+draws and of its availability periods, as arrays (measured: about 7.5 kB with on/off availability)."""
 RECORD_BYTES = 400
 """Bytes per recorded metrics row."""
 ENV = "ASYNCSIM_MEMORY_LIMIT"

@@ -8,6 +8,8 @@ import pandas as pd
 
 SEGMENTS = {"compute": "tab:blue", "communicate": "tab:orange", "wait": "0.85"}
 UNUSED = {1: ("dropped", "tab:purple"), 2: ("cancelled", "tab:olive"), 3: ("lost (crash or offline)", "tab:red")}
+MANY = 64
+"""Beyond this many workers the shares plot is a histogram of contributions per worker, not a bar per worker."""
 
 
 SHOWN = 1e150
@@ -75,6 +77,13 @@ def plot_shares(trace: pd.DataFrame, ax=None, predicted=None, source: str = "sim
     ax = ax or plt.figure(figsize=(6, 4)).gca()
     used = _applied(trace)
     n = int(trace["worker"].max()) + 1
+    if n > MANY and predicted is None:  # too many for bars: how many workers made how many contributions
+        counts = np.bincount(np.bincount(used["worker"], minlength=n))
+        ax.bar(np.arange(len(counts)), counts, width=1.0, color="tab:blue", alpha=0.8, label=source)
+        ax.set_xlabel(f"applied contributions of a worker (of {len(used):,})")
+        ax.set_ylabel(f"workers (of {n:,})")
+        ax.legend(loc="upper right")
+        return ax
     share = np.bincount(used["worker"], minlength=n) / len(used)
     ax.bar(np.arange(n), share, color="tab:blue", alpha=0.8, label=source)
     if predicted is not None:
@@ -87,13 +96,19 @@ def plot_shares(trace: pd.DataFrame, ax=None, predicted=None, source: str = "sim
     return ax
 
 
-def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_workers: int = 32):
+def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_workers: int = 32,
+                  population: bool = False):
     """Per worker, when it computes (t_read..t_done), communicates (uplink t_done..t_arrive and downlink
     t_apply..next t_read) or waits (t_arrive..t_apply: server queue, and the barrier in ``sync``); work that was
     dropped, cancelled or lost in a crash is drawn in its own colour, and a crash is marked with an x.  By default
-    shows about the first 20 contributions per worker."""
+    shows about the first 20 contributions per worker.  For a ``population`` of clients (a protocol's
+    ``concurrency``) the rows are the first clients to take part, and the time between a client's tasks is not
+    drawn: it is out of the pool's slots (its download, one downlink before each t_read, is not drawn either)."""
     ax = ax or plt.figure(figsize=(8, 4)).gca()
-    workers = sorted(trace["worker"].unique())[:max_workers]
+    if population:
+        workers = list(dict.fromkeys(trace.sort_values("t_read")["worker"].tolist()))[:max_workers]
+    else:
+        workers = sorted(trace["worker"].unique())[:max_workers]
     if until is None:
         until = float(np.sort(trace["t_apply"].to_numpy())[min(len(trace) - 1, 20 * len(workers))])
     status = trace["status"] if "status" in trace else pd.Series(0, index=trace.index)
@@ -108,7 +123,8 @@ def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_
         next_read = pd.Series(np.append(mine["t_read"].to_numpy()[1:], np.nan), index=mine.index)[st == 0]
         spans = {
             "compute": zip(ok["t_read"], ok["t_done"]),
-            "communicate": list(zip(ok["t_done"], ok["t_arrive"])) + list(zip(ok["t_apply"], next_read)),
+            "communicate": list(zip(ok["t_done"], ok["t_arrive"])) + ([] if population else
+                                                                      list(zip(ok["t_apply"], next_read))),
             "wait": zip(ok["t_arrive"], ok["t_apply"]),
         }
         for name, pairs in spans.items():
@@ -128,7 +144,7 @@ def plot_timeline(trace: pd.DataFrame, ax=None, until: float | None = None, max_
     ax.set_yticks(range(len(workers)), [str(w) for w in workers])
     end = float(trace["t_apply"].max())
     ax.set_xlabel("simulated time (s)" + (f"; the first {until:.3g} s of {end:.4g} s" if until < end else ""))
-    ax.set_ylabel("worker")
+    ax.set_ylabel("client (in order of its first task)" if population else "worker")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return ax
 
@@ -138,16 +154,16 @@ def _applied(trace: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_plots(metrics: pd.DataFrame, trace: pd.DataFrame, directory, title: str = "",
-               predicted: dict | None = None, source: str = "simulated") -> list[str]:
+               predicted: dict | None = None, source: str = "simulated", population: bool = False) -> list[str]:
     """Write loss.png, staleness.png, shares.png and timeline.png into ``directory``; return the file names.
     ``predicted`` may hold ``staleness_pmf`` and ``worker_shares`` to overlay; ``source`` says where the trace
-    comes from (simulated, measured, a delay log)."""
+    comes from (simulated, measured, a delay log); ``population``: the workers are a population of clients."""
     predicted = predicted or {}
     names = []
     for name, draw in (("loss", lambda ax: plot_loss(metrics, ax)),
                        ("staleness", lambda ax: plot_staleness(trace, ax, predicted.get("staleness_pmf"), source)),
                        ("shares", lambda ax: plot_shares(trace, ax, predicted.get("worker_shares"), source)),
-                       ("timeline", lambda ax: plot_timeline(trace, ax))):
+                       ("timeline", lambda ax: plot_timeline(trace, ax, population=population))):
         fig, ax = plt.subplots(figsize=(8, 4) if name == "timeline" else (6, 4))
         draw(ax)
         ax.set_title(f"{title}: {name}" if title else name)

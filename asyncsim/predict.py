@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import budget, theory
+from .params import ScenarioError
 from .build import build, timing_model
 from .rng import BLOCK, Stream
 from .scenario import Scenario, footprint
@@ -53,9 +54,11 @@ def assumptions(cluster: Cluster) -> str:
 def overlays(scenario: Scenario, timing) -> dict:
     """Predicted curves for the plots of a run with ``timing`` (its ``build.TimingModel``): per-worker shares for
     simulated asynchronous protocols (every arrival is an update, so shares follow the cycle rates) and, for
-    exponential compute times, equal workers and no latency, the geometric staleness law."""
+    exponential compute times, equal workers and no latency, the geometric staleness law.  None for a population
+    of clients (``concurrency``), whose shares follow the draws, not the cycle rates."""
     c, m = timing.cluster, timing.message_bytes
-    if scenario.protocol.family is not Family.ASYNC or not scenario.protocol.simulated:
+    p = scenario.protocol
+    if p.family is not Family.ASYNC or not p.simulated or p.concurrency is not None:
         return {}
     out = {"worker_shares": theory.worker_shares(cycle_means(c, m)).round(6).tolist()}
     if _geometric_case(c, m):
@@ -71,6 +74,10 @@ def _geometric_case(c: Cluster, message_bytes: int) -> bool:
 
 def predict(scenario: Scenario, updates: int | None = None, engine: str = "auto") -> pd.DataFrame:
     """A table of predicted and simulated values (columns quantity, predicted, simulated, rel_diff, note)."""
+    if scenario.protocol.concurrency is not None:
+        raise ScenarioError("protocol.concurrency: predict compares every worker taking part (sync and async) and "
+                            "has no formulas for a population of clients; remove protocol.concurrency to predict "
+                            "the cluster as a whole")
     K = updates or max(scenario.run.updates, 20_000)
     n = scenario.cluster.workers
     budget.check(footprint(scenario) + [  # the simulations below: the scenario's protocol, async and sync

@@ -28,7 +28,7 @@ import pandas as pd
 from .algorithms.base import Algorithm, ApplyInfo
 from .problems.base import Problem
 from .params import ScenarioError
-from .rng import StepDraws, Stream
+from .rng import CACHED_WORKERS, StepDraws, Stream
 from .targets import Target
 from .problems.base import block_bounds
 from .timing.trace import Trace, block_read_times
@@ -135,8 +135,9 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
 
 def algorithm_draws(algorithm: Algorithm, problem: Problem, seed: int) -> StepDraws:
     """The algorithm's per-(worker, step) randomness (minibatches, coordinates, ...) from the ALGORITHM stream:
-    the same draws in the replay, in real workers and wherever else a step is computed."""
-    return StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n))
+    the same draws in the replay, in real workers and wherever else a step is computed (the blocks of at most
+    CACHED_WORKERS workers kept)."""
+    return StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n), limit=CACHED_WORKERS)
 
 
 class Recorder:

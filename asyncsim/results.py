@@ -146,7 +146,7 @@ def write_results(result, out_dir, plots: bool = True) -> Path:
 
             (tmp / "plots").mkdir()
             save_plots(result.metrics, result.trace.to_frame(), tmp / "plots", result.scenario.name,
-                       result.summary.predicted, source_of(result.summary))
+                       result.summary.predicted, source_of(result.summary), population_of(result.summary))
             if getattr(result.problem, "is_image", False):  # the picture the run ends with, pixel for pixel
                 save_image(result.problem.reconstruction(result.x), tmp / "plots" / "reconstruction.png")
         (tmp / "summary.json").write_text(json.dumps(result.summary.to_json(), indent=2) + "\n")
@@ -161,7 +161,13 @@ def draw_plots(directory) -> list[str]:
     res = read_results(d)
     (d / "plots").mkdir(exist_ok=True)
     return save_plots(res.metrics, res.trace.to_frame(), d / "plots", res.summary.scenario, res.summary.predicted,
-                      source_of(res.summary))
+                      source_of(res.summary), population_of(res.summary))
+
+
+def population_of(summary) -> bool:
+    """True when a run's workers are a population of clients, some of them taking part at a time (the protocol's
+    ``concurrency``, which summary.json's ``protocol_notes`` records)."""
+    return summary.protocol_notes.get("concurrency") is not None
 
 
 def source_of(summary) -> str:

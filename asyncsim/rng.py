@@ -19,6 +19,9 @@ import numpy as np
 
 BLOCK = 256
 """Steps per keyed block.  Part of the convention: changing it changes every draw."""
+CACHED_WORKERS = 4096
+"""The workers whose block of algorithm draws a replay keeps at once (``StepDraws`` ``limit``; more workers than
+this only in a population of clients).  Changes no draw, only how often a block is made again."""
 
 
 class Stream(IntEnum):
@@ -37,6 +40,7 @@ class Stream(IntEnum):
     COLD_START = 10
     AVAILABILITY = 11
     WINDOW = 12
+    SELECTION = 13
 
 
 def generator(seed: int, stream: Stream, worker: int = 0, block: int = 0) -> np.random.Generator:
@@ -49,21 +53,27 @@ class StepDraws:
 
     ``sample(gen, n)`` must return ``n`` draws stacked along the first axis (a numpy array, or a list for fast scalar
     access).  The most recent block of each worker is cached, so sequential access per worker costs one lookup;
-    random access is correct but rebuilds blocks.
+    random access is correct but rebuilds blocks.  With ``limit``, the blocks of at most that many workers are
+    kept (the longest cached goes first): a population of clients then holds a bounded number of blocks, and a
+    block dropped is made again, the same, when its worker is next asked for.
     """
 
-    __slots__ = ("seed", "stream", "sample", "_cache")
+    __slots__ = ("seed", "stream", "sample", "limit", "_cache")
 
-    def __init__(self, seed: int, stream: Stream, sample: Callable[[np.random.Generator, int], object]):
+    def __init__(self, seed: int, stream: Stream, sample: Callable[[np.random.Generator, int], object],
+                 limit: int | None = None):
         self.seed = seed
         self.stream = stream
         self.sample = sample
+        self.limit = limit
         self._cache: dict[int, tuple[int, object]] = {}
 
     def __call__(self, worker: int, step: int):
         block, row = divmod(step, BLOCK)
         cached = self._cache.get(worker)
         if cached is None or cached[0] != block:
+            if cached is None and self.limit is not None and len(self._cache) >= self.limit:
+                del self._cache[next(iter(self._cache))]
             cached = (block, self.sample(generator(self.seed, self.stream, worker, block), BLOCK))
             self._cache[worker] = cached
         return cached[1][row]

@@ -25,7 +25,7 @@ from .compression import Compressor
 from .files import load_yaml, parse_yaml
 from .params import ParamError, ScenarioError, build_dataclass, kind, relative_to, require, to_plain
 from .problems.base import ProblemSpec
-from .rng import BLOCK
+from .rng import BLOCK, CACHED_WORKERS
 from .targets import Target
 from .timing.cluster import Cluster
 from .timing.protocol import Family
@@ -212,15 +212,19 @@ def footprint(s: Scenario, processes: int = 1) -> list[budget.Footprint]:
     method = s.method
     data, draws = s.problem.memory(), method.draw_size()
     rows = s.protocol.rows(n, K)
-    per_worker = replace(draws, bytes=draws.bytes * BLOCK * n, what=f"{draws.what} for {BLOCK} steps of {n} workers")
-    if n > draws.bytes / 8:  # more workers than numbers in a step's draw: the workers make it large
+    cached = min(n, CACHED_WORKERS)  # (the replay keeps the draws of at most that many workers)
+    per_worker = replace(draws, bytes=draws.bytes * BLOCK * cached,
+                         what=f"{draws.what} for {BLOCK} steps of {cached} workers")
+    if cached > draws.bytes / 8:  # more workers than numbers in a step's draw: the workers make it large
         per_worker = replace(per_worker, field="cluster.workers", value=n)
+    timing, who = ((budget.CLIENT_BYTES, "clients") if s.protocol.concurrency is not None
+                   else (budget.WORKER_BYTES, "workers"))
     return [
         replace(data, bytes=data.bytes * processes),
         method.memory(s.problem, n),
         per_worker,
         budget.Footprint(rows * budget.ROW_BYTES, "run.updates", K, f"{rows:.3g} trace rows"),
-        budget.Footprint(n * budget.WORKER_BYTES, "cluster.workers", n, f"timing state of {n} workers"),
+        budget.Footprint(n * timing, "cluster.workers", n, f"timing state of {n} {who}"),
         budget.Footprint((K // s.run.record_every + 2) * budget.RECORD_BYTES, "run.record_every",
                          s.run.record_every, "recorded metrics"),
     ]

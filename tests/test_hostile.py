@@ -251,8 +251,8 @@ def capped(argv, cwd, env=None, timeout=60):
 
 BOMBS = {
     "a billion workers": ("cluster.workers=1000000000", "cluster.workers must keep the run within the memory limit "
-                          "of {limit} (ASYNCSIM_MEMORY_LIMIT); got 1000000000, an estimated 107 TB in all "
-                          "(minibatch indices for 256 steps of 1000000000 workers: 65.5 TB)"),
+                          "of {limit} (ASYNCSIM_MEMORY_LIMIT); got 1000000000, an estimated 41.6 TB in all "
+                          "(timing state of 1000000000 workers: 40 TB)"),
     "1e15 updates": ("run.updates=1000000000000000", "run.updates must keep the run within the memory limit of "
                      "{limit} (ASYNCSIM_MEMORY_LIMIT); got 1000000000000000, an estimated 1.21e+06 TB in all (1e+15 "
                      "trace rows: 1.20e+06 TB)"),

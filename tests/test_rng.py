@@ -29,3 +29,15 @@ def test_streams_workers_and_seeds_are_distinct():
          generator(0, Stream.COMPUTE, 1, 0).random(), generator(0, Stream.COMPUTE, 0, 1).random(),
          generator(1, Stream.COMPUTE, 0, 0).random()]
     assert len(set(x)) == len(x)
+
+
+def test_a_limited_cache_gives_the_same_draws_and_keeps_at_most_its_limit():
+    """A population's replay keeps the blocks of CACHED_WORKERS workers at most: dropping a block and making it
+    again must change no draw."""
+    sample = lambda g, n: g.random(n).tolist()  # noqa: E731
+    full, limited = StepDraws(4, Stream.ALGORITHM, sample), StepDraws(4, Stream.ALGORITHM, sample, limit=3)
+    rng = np.random.default_rng(0)
+    for w, s in zip(rng.integers(0, 20, 2000).tolist(), rng.integers(0, 600, 2000).tolist()):
+        assert limited(w, s) == full(w, s)
+        assert len(limited._cache) <= 3
+    assert len(full._cache) == 20

@@ -87,6 +87,8 @@ def _check_real(scenario) -> None:
             "(workers fail for real there; see real.on_worker_failure)", to_plain(cluster.failures))
     require(cluster.availability is None, "cluster.availability", "must be null in real mode: worker processes "
             "are always online (client availability is not emulated)", to_plain(cluster.availability))
+    require(protocol.concurrency is None, "protocol.concurrency", "must be null in real mode: every worker "
+            "process takes part throughout (a client population is simulated only)", protocol.concurrency)
     require(cluster.serverless is None, "cluster.serverless", "must be null in real mode: worker processes are "
             "not serverless invocations (their slots are not shared across processes)", to_plain(cluster.serverless))
     if spec.time_scale is not None and loop is not RealLoop.HOGWILD:

@@ -16,10 +16,12 @@ import simpy
 from ..params import ParamError, require
 from .engine import FifoServer, Phase
 from .fast import async_trace
+from .population import Pool
 from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
 
 def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = None, batch: int | None = None,
-              keep_stale: bool = False, local_steps: int = 1, read_time=None, drain: float | None = None) -> None:
+              keep_stale: bool = False, local_steps: int = 1, read_time=None, drain: float | None = None,
+              concurrency: int | None = None) -> None:
     """The asynchronous parameter server and its variants (one implementation, options switched on by protocol).
 
     Worker w loops: get parameters (version v), compute ``local_steps`` gradients, send (uplink), queue at the
@@ -43,10 +45,16 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
       its contributions and s the server's service draw of the first of them (g = 0: a fixed cost per update;
       g = 1: each contribution costs s).  Every contributor gets the new version in the reply.
 
+    - ``concurrency`` C: the workers are a population of clients of which at most C train at once (FedBuff's
+      concurrency).  C slots each take an idle client that is online, uniformly (``population.Pool``), which reads
+      the server's current version (one downlink later), runs its task and is put back when its contribution is
+      acknowledged (or when it goes offline); the slot then takes another.  Rows name the client, and its step
+      counts the client's own tasks.
+
     Failures (``cluster.failures``) and availability (``cluster.availability``): work in progress at a crash, or
     when a client goes offline, is lost (status LOST) and so is an awaited reply; the worker rejoins when it is up
     again and reads the server's current version (one downlink later).  A client offline at time 0 starts when it
-    first comes online; one offline for good stops.
+    first comes online; one offline for good stops.  (With ``concurrency``, the slot takes another client at once.)
     """
     clock, times, log, n_updates = sim.clock, sim.times, sim.log, sim.n_updates
     n = sim.cluster.workers
@@ -137,24 +145,54 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
     task, downlink, uplink, service, crash_after = (times.task, times.downlink, times.uplink, times.service,
                                                     times.crash_after)
     track = max_staleness is not None
+    pool = None if concurrency is None else Pool(n, times.seed, times.up_at, times.always_up)
+    steps = [0] * n if pool else None  # population: each client's tasks so far
+    wake = [None]                      # population: the event of the next client put back (for slots without one)
 
-    def worker(w):
-        step, version = 0, 0
-        t_up = t_send = times.up_at(w, 0.0)  # t_up: a time the worker is known to be up; t_send: its parameters
-        if t_up > 0.0:                       # leave the server (a client offline at time 0 starts when it is online)
+    def choose(slot):  # population: take a client, waiting until one is idle and online
+        while True:
+            c, t_next = pool.take(slot, clock.now)
+            if c is not None:
+                return c
+            if wake[0] is None:
+                wake[0] = clock.event()
+            yield clock.any_of([wake[0]] + ([clock.at(t_next, Phase.READ, slot)] if t_next < math.inf else []))
+
+    def release(c, step):
+        steps[c] = step
+        pool.put(c)
+        if wake[0] is not None:
+            wake[0].succeed()
+            wake[0] = None
+
+    def worker(w):  # worker w, or with concurrency the slot w, running client ``who``'s tasks
+        step, version, who = 0, 0, w
+        t_up = t_send = 0.0 if pool else times.up_at(w, 0.0)  # t_up: a time the worker is known to be up; t_send:
+        if t_up > 0.0:      # its parameters leave the server (a client offline at time 0 starts when it is online)
             if t_up == math.inf:
                 return
             yield clock.at(t_up, Phase.READ, w)
             version = server["version"]
+        if pool:
+            who = None
         while True:
+            if pool:
+                if who is not None:
+                    release(who, step)
+                who = yield from choose(w)
+                step, version, t_up = steps[who], server["version"], clock.now
+                t_send = t_up
             if ssp is not None and step - min(completed) > ssp:
                 held = clock.event()
                 waiting.append((step, held))
                 version = yield held
                 t_send = clock.now
-            t_read = t_send if step == 0 and t_send == 0.0 else t_send + downlink(w, step)
-            crash, rejoin = crash_after(w, t_up)
+            t_read = t_send if step == 0 and t_send == 0.0 else t_send + downlink(who, step)
+            crash, rejoin = crash_after(who, t_up)
             if crash <= t_read:  # down (or offline) when the parameters arrive: rejoin and ask again
+                if pool:  # (a slot takes another client)
+                    yield clock.at(crash, Phase.READ, w)
+                    continue
                 if rejoin == math.inf:
                     return
                 if rejoin > clock.now:
@@ -162,20 +200,23 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 t_up, t_send = rejoin, max(rejoin, clock.now)  # from rejoin on: a later crash is checked next
                 version = server["version"]
                 continue
-            t_read_end = t_read if read_time is None else t_read + read_time(w, step)
+            t_read_end = t_read if read_time is None else t_read + read_time(who, step)
             if times.capped:  # ask for a slot at the read instant: requests in (time, worker) order
                 yield clock.at(t_read_end, Phase.READ, w)
-            t_done = task(w, step, t_read_end, 1.0, local_steps)
-            t_arrive = t_done + uplink(w, step)
+            t_done = task(who, step, t_read_end, 1.0, local_steps)
+            t_arrive = t_done + uplink(who, step)
             if track:
                 computing[w] = (procs[w], version)
             try:
                 if crash < t_arrive:
                     yield clock.at(crash, Phase.DONE, w)
                     computing.pop(w, None)
-                    log.add(server["version"], w, step, version, -1, LOST, t_read, min(t_done, crash), crash, crash)
-                    finish_step(w, step)
+                    log.add(server["version"], who, step, version, -1, LOST, t_read, min(t_done, crash), crash,
+                            crash)
+                    finish_step(who, step)
                     step += 1
+                    if pool:
+                        continue
                     if rejoin == math.inf:
                         return
                     yield clock.at(rejoin, Phase.READ, w)
@@ -185,9 +226,9 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 yield clock.at(t_arrive, Phase.ARRIVE, w)
             except simpy.Interrupt as stop:  # ringmaster: too stale to be used
                 t_stop, v = stop.cause
-                log.add(v, w, step, version, -1, CANCELLED, min(t_read, t_stop), min(t_done, t_stop),
+                log.add(v, who, step, version, -1, CANCELLED, min(t_read, t_stop), min(t_done, t_stop),
                         min(t_arrive, t_stop), t_stop)
-                finish_step(w, step)
+                finish_step(who, step)
                 step += 1
                 t_up = t_send = t_stop
                 version = v
@@ -195,16 +236,16 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
             if track:
                 del computing[w]
             t_up = t_arrive
-            row = (w, step, version, t_read, t_done, t_arrive, t_read_end)
+            row = (who, step, version, t_read, t_done, t_arrive, t_read_end)
             step += 1
             if batch is not None:
                 if not keep_stale and (version != server["version"] or server["full"]):  # stale, or complete
-                    log.add(server["version"], w, step - 1, version, -1, DROPPED, *row[3:6], t_arrive)
-                    finish_step(w, step - 1)
+                    log.add(server["version"], who, step - 1, version, -1, DROPPED, *row[3:6], t_arrive)
+                    finish_step(who, step - 1)
                     t_send, version = t_arrive, server["version"]
                     continue
                 pending.append(row)
-                t_apply = fifo.serve(t_arrive, service(w, step - 1))
+                t_apply = fifo.serve(t_arrive, service(who, step - 1))
                 if len(pending) < batch:  # acknowledged at once: compute again on the current version
                     t_send, version = t_arrive, server["version"]
                     continue
@@ -218,9 +259,9 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
                 t_up = t_send = clock.now
                 continue
             else:
-                t_apply = fifo.serve(t_arrive, service(w, step - 1))
+                t_apply = fifo.serve(t_arrive, service(who, step - 1))
                 event = at_apply(t_apply, apply, row)
-            if crash < t_apply:  # down while queued: the update is still applied, the reply is lost
+            if crash < t_apply and not pool:  # down while queued: the update is still applied, the reply is lost
                 if rejoin == math.inf:
                     return
                 yield clock.at(rejoin, Phase.READ, w)
@@ -232,8 +273,13 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
             version = server["version"]
             t_up = t_send = t_apply
 
-    procs = [clock.process(worker(w)) for w in range(n)]
+    procs = [clock.process(worker(w)) for w in range(concurrency or n)]
     clock.run(until=finished)
+
+
+def require_concurrency(concurrency: int | None) -> None:
+    require(concurrency is None or concurrency >= 1, "concurrency", "must be >= 1 (or null: every worker takes part)",
+            concurrency)
 
 
 def check_local_steps(steps: int, algorithm) -> None:
@@ -255,11 +301,16 @@ class Async(Protocol):
     n - 1 for any compute-time law (the staleness identity; e.g. Lian et al. 2015, Mishchenko et al. 2022).
     """
 
+    concurrency: int | None = None
     fast_path = staticmethod(async_trace)
     real_loop = RealLoop.SERVER
 
+    def __post_init__(self):
+        require_concurrency(self.concurrency)
+
     def run(self, sim):
-        run_async(sim)
+        self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
+        run_async(sim, concurrency=self.concurrency)
 
 
 @register("ssp")
@@ -354,18 +405,21 @@ class Buffered(Protocol):
 
     buffer: int
     local_steps: int = 1
+    concurrency: int | None = None
     family = Family.BUFFERED
     takes_local_steps = True
 
     def __post_init__(self):
         require(self.buffer >= 1, "buffer", "must be >= 1", self.buffer)
         require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
+        require_concurrency(self.concurrency)
 
     def check(self, algorithm):
         check_local_steps(self.local_steps, algorithm)
 
     def run(self, sim):
-        run_async(sim, batch=self.buffer, keep_stale=True, local_steps=self.local_steps)
+        self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
+        run_async(sim, batch=self.buffer, keep_stale=True, local_steps=self.local_steps, concurrency=self.concurrency)
 
     def staleness_bound(self, cluster, n_updates):
         return None  # (the asynchronous server's deterministic bound is not derived for buffered updates)
@@ -385,10 +439,12 @@ class Periodic(Protocol):
 
     local_steps: int
     synchronous: bool = False
+    concurrency: int | None = None
     takes_local_steps = True
 
     def __post_init__(self):
         require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
+        require_concurrency(self.concurrency)
 
     @property
     def family(self):
@@ -396,7 +452,7 @@ class Periodic(Protocol):
 
     @property
     def every_worker(self):
-        return self.synchronous
+        return self.synchronous and self.concurrency is None
 
     @property
     def bounds_staleness(self):
@@ -407,12 +463,13 @@ class Periodic(Protocol):
         return RealLoop.BARRIER if self.synchronous else RealLoop.SERVER
 
     def run(self, sim):
+        self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
         if self.synchronous:
             from .rounds import run_rounds  # (here, not at the top: the rounds family registers after periodic)
 
-            run_rounds(sim, local_steps=self.local_steps)
+            run_rounds(sim, local_steps=self.local_steps, select=self.concurrency)
         else:
-            run_async(sim, local_steps=self.local_steps)
+            run_async(sim, local_steps=self.local_steps, concurrency=self.concurrency)
 
     def check(self, algorithm):
         check_local_steps(self.local_steps, algorithm)
@@ -421,7 +478,7 @@ class Periodic(Protocol):
         return 0 if self.synchronous else super().staleness_bound(cluster, n_updates)
 
     def rows(self, workers, n_updates):
-        return float(n_updates) * (workers if self.synchronous else 1)
+        return float(n_updates) * ((self.concurrency or workers) if self.synchronous else 1)
 
 
 @register("drain")

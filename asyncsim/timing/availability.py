@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+from array import array
 import warnings
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -172,19 +173,17 @@ class Alternating:
         self.key = (seed, stream, worker)
         self.sample_a, self.sample_b = sample_a, sample_b
         self.start_online = start_online
-        self.ends: list[float] = []
+        self.ends = array("d")  # (8 bytes a period end: a population of clients holds a block of each)
 
     def _grow(self):
         g = generator(*self.key, len(self.ends) // (2 * BLOCK))
         a, b = self.sample_a(g, BLOCK), self.sample_b(g, BLOCK)
         if not self.ends and self.start_online < 1.0 and g.random() >= self.start_online:
             a[0] = 0.0
-        t = self.ends[-1] if self.ends else 0.0
-        for x, y in zip(a.tolist(), b.tolist()):
-            t += x
-            self.ends.append(t)
-            t += y
-            self.ends.append(t)
+        steps = np.empty(2 * BLOCK + 1)
+        steps[0] = self.ends[-1] if self.ends else 0.0
+        steps[1::2], steps[2::2] = a, b
+        self.ends.frombytes(np.cumsum(steps)[1:].tobytes())  # (a running sum: each end is the previous plus a length)
 
     def locate(self, t: float) -> int:
         """The index i of the interval [end(i-1), end(i)) that contains t (even: A, odd: B)."""

@@ -9,6 +9,7 @@ the fast path and the heapq reference see the same numbers whatever order they a
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from heapq import heapify, heapreplace
 
@@ -18,7 +19,7 @@ from ..params import ScenarioError
 from ..rng import BLOCK, StepDraws, Stream, generator
 from .availability import Alternating, exponential as _exp
 from .cluster import Cluster
-from .laws import DelayLaw
+from .laws import Constant, DelayLaw
 
 
 class Durations:
@@ -45,14 +46,14 @@ class Durations:
             Stream.DOWNLINK: _plus(cluster.downlink, down),
             Stream.SERVICE: cluster.server.service.sample,
         }
-        self.uplink = _scalar(seed, Stream.UPLINK, self.samplers[Stream.UPLINK])
-        self.downlink = _scalar(seed, Stream.DOWNLINK, self.samplers[Stream.DOWNLINK])
-        self.service = _scalar(seed, Stream.SERVICE, self.samplers[Stream.SERVICE])
+        self.uplink = _scalar(seed, Stream.UPLINK, self.samplers[Stream.UPLINK], cluster.uplink, up)
+        self.downlink = _scalar(seed, Stream.DOWNLINK, self.samplers[Stream.DOWNLINK], cluster.downlink, down)
+        self.service = _scalar(seed, Stream.SERVICE, self.samplers[Stream.SERVICE], cluster.server.service)
         self._trace = cluster.compute_trace
         if self._trace is None:
             laws = cluster.laws
             self._law_samplers = [law.sample for law in laws]
-            by_law = {law: _scalar(seed, Stream.COMPUTE, law.sample) for law in set(laws)}
+            by_law = {law: _scalar(seed, Stream.COMPUTE, law.sample, law) for law in set(laws)}
             self._compute = [by_law[law] for law in laws]
         t = cluster.transient
         self._phases = None if t is None else [
@@ -63,6 +64,8 @@ class Durations:
             Alternating(seed, Stream.FAILURE, w, _exp(1.0 / f.rate), f.downtime.sample) for w in range(self.workers)]
         if cluster.availability is not None:
             self._failures = cluster.availability.schedules(seed, self.workers)
+        self.always_up = self._failures is None
+        """True when no worker ever goes down or offline (no failures, no availability)."""
         s = cluster.serverless
         cold = None if s is None else s.cold_start
         self._cold = None if cold is None or cold.probability == 0 else _scalar(seed, Stream.COLD_START, _cold(cold))
@@ -72,7 +75,7 @@ class Durations:
         """True when tasks wait for one of a limited number of slots: ``task`` must then be asked in order of its
         request times (the protocols ask at a READ event of the requesting worker, so ties go by worker id)."""
 
-    def draws(self, stream: Stream, law: DelayLaw) -> StepDraws:
+    def draws(self, stream: Stream, law: DelayLaw):
         """Per-(worker, step) scalar draws of ``law`` from ``stream`` (for timing a protocol owns, e.g. READ)."""
         return _scalar(self.seed, stream, law.sample)
 
@@ -204,5 +207,11 @@ def _plus(law: DelayLaw, extra: float):
     return lambda g, n: law.sample(g, n) + extra
 
 
-def _scalar(seed: int, stream: Stream, sample) -> StepDraws:
-    return StepDraws(seed, stream, lambda g, n: sample(g, n).tolist())
+def _scalar(seed: int, stream: Stream, sample, law: DelayLaw | None = None, extra: float = 0.0):
+    """Per-(worker, step) scalar draws, a block of each worker kept as an array of doubles (2 KB: a population of
+    clients holds one per client).  A constant ``law`` (plus ``extra``) needs no draws: the same value, the one the
+    draws would give, is returned for every key."""
+    if isinstance(law, Constant):
+        value = float(np.float64(law.value) + extra) if extra else float(law.value)
+        return lambda worker, step: value
+    return StepDraws(seed, stream, lambda g, n: array("d", np.ascontiguousarray(sample(g, n), dtype=np.float64)))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
 
-from ..params import Registry, ScenarioError, kind
+from ..params import Registry, ScenarioError, kind, require
 from .cluster import Cluster
 from .durations import Durations
 from .engine import Clock, Log
@@ -92,6 +92,10 @@ class Protocol:
     """True when every update is the set of coded tasks that decoded it (``coded``; its ``code`` says how)."""
     code: ClassVar = None
     """The code of coded rounds (a ``timing.codes.Code``), or None."""
+    concurrency: ClassVar[int | None] = None
+    """With a value C, ``cluster.workers`` is a population of clients of which C take part at once, drawn
+    uniformly among the idle online ones (``population``; async, periodic and buffered); None: every worker takes
+    part throughout."""
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         """The trace of ``n_updates`` updates with the keyed durations ``times``: by default, run the SimPy processes
@@ -117,7 +121,9 @@ class Protocol:
         """Raise ParamError if ``algorithm`` cannot run under this protocol (default: any algorithm can)."""
 
     def check_cluster(self, cluster: Cluster) -> None:
-        """Raise ParamError (naming the YAML path) if this protocol cannot run on ``cluster`` (default: any)."""
+        """Raise ParamError (naming the YAML path) if this protocol cannot run on ``cluster`` (default: any, within
+        the limits of a ``concurrency``)."""
+        check_concurrency(self.concurrency, cluster)
 
     def resolve(self, problem) -> "Protocol":
         """This protocol with the defaults that depend on the problem spec filled in (default: unchanged)."""
@@ -137,8 +143,8 @@ class Protocol:
 
     def notes(self, n_updates: int) -> dict:
         """What summary.json should say about how the protocol formed its trace (``protocol_notes``); default
-        nothing."""
-        return {}
+        its ``concurrency`` if it has one, else nothing."""
+        return {} if self.concurrency is None else {"concurrency": self.concurrency}
 
     def waits_for(self, workers: int) -> int | None:
         """How many contributions a round waits for (k of n: the round time is the k-th order statistic of the
@@ -164,6 +170,17 @@ class Sim:
 
 
 register = Protocol.registry.register
+
+
+def check_concurrency(concurrency: int | None, cluster: Cluster) -> None:
+    """A protocol's ``concurrency`` C: 1 <= C <= the clients (``cluster.workers``), and not on serverless workers
+    (whose own concurrency is the platform's)."""
+    if concurrency is None:
+        return
+    require(1 <= concurrency <= cluster.workers, "protocol.concurrency",
+            f"must be in [1, cluster.workers = {cluster.workers}] (or null: every worker takes part)", concurrency)
+    require(cluster.serverless is None, "protocol.concurrency", "must be null with serverless workers (their "
+            "concurrency is cluster.serverless.concurrency)", concurrency)
 
 DISTINCT_LIMIT = 1000
 """``deterministic_bound`` gives up (None) beyond this many distinct compute times (it is quadratic in them)."""

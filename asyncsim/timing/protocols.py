@@ -38,6 +38,8 @@ def choose_engine(cluster: Cluster, protocol: Protocol, engine: str = "auto") ->
     if protocol.fast_path is None:
         fast = ", ".join(k for k, cls in Protocol.registry.items() if cls.fast_path is not None)
         reason = f"protocol {kind(protocol)} (the fast path covers {fast})"
+    elif protocol.concurrency is not None:
+        reason = "a client population (protocol.concurrency)"
     elif not cluster.independent:
         causes = [name for name, on in (("server service time > 0", cluster.server.service != Constant(value=0.0)),
                                         ("transient stragglers", cluster.transient is not None),

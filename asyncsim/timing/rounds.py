@@ -19,6 +19,7 @@ from .cluster import LONGEST
 from .codes import Code
 from .engine import FifoServer, Phase
 from .fast import sync_trace
+from .population import Pool
 from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
 
 
@@ -57,7 +58,7 @@ class Rounds(Protocol):
 
 
 def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = None,
-               allreduce: float | None = None, local_steps: int = 1, code=None) -> None:
+               allreduce: float | None = None, local_steps: int = 1, code=None, select: int | None = None) -> None:
     """One implementation of the round protocols.
 
     ``keep`` k: close when k contributions have been served (default n: all workers); ``code`` (a
@@ -69,6 +70,12 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
     seconds after it closes (a serial step every node makes; 0 by default).  Failures and availability: a crashed (or
     offline) worker's work is lost; when it rejoins during the round it computes again on the round's version, and
     a round waits for it (under ``sync``, a client offline for good stops the run with an error).
+
+    ``select`` C: the workers are a population of clients, C of which take part in each round (FedAvg's partial
+    participation, McMahan et al. 2017): when a round opens, C clients online at that instant are drawn uniformly
+    without replacement (``population.Pool``; all of them if fewer are online, and if none is the round opens when
+    the first comes online), and the round waits for the contributions of those it drew.  Rows name the client,
+    and its step counts the client's own tasks.
     """
     clock, times, log, K = sim.clock, sim.times, sim.log, sim.n_updates
     n = sim.cluster.workers
@@ -76,7 +83,7 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
     load = 1.0 if code is None else code.load(n)
     if code is None:
         def complete(kept):
-            return len(kept) == need
+            return len(kept) == (need if pool is None else len(rnd["roster"]))
     else:
         def complete(kept):
             return code.decodes(frozenset(w for w, *_ in kept), n)
@@ -86,6 +93,23 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
            "closed": clock.event()}
     computing: dict[int, simpy.Process] = {}
     link = allreduce is None
+    pool = None if select is None else Pool(n, times.seed, times.up_at, times.always_up)
+    steps = [0] * n if pool else None  # population: each client's tasks so far
+
+    def roster(k, t):  # population: the clients of round k, and when it opens (at t, or when one comes online)
+        while True:
+            chosen = []
+            while len(chosen) < select:
+                c, t_next = pool.take(k, t)
+                if c is None:
+                    break
+                chosen.append(c)
+            if chosen or t_next == math.inf:
+                return chosen, t
+            t = t_next
+
+    if pool:
+        rnd["roster"], rnd["start"] = roster(0, 0.0)
 
     def close_at(t):
         rnd["closing"] = True
@@ -105,6 +129,18 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
         for proc in list(computing.values()):
             proc.interrupt(t)
         computing.clear()
+        if pool:
+            for c in rnd["roster"]:
+                pool.put(c)
+            rnd["roster"], rnd["start"] = roster(k + 1, t)
+            if rnd["start"] > t:  # nobody online: the round opens when the first client comes online
+                if rnd["start"] < math.inf:
+                    clock.at(rnd["start"], Phase.CLOSE, -1).callbacks.append(lambda e: open_round(k + 1))
+                return
+        open_round(k + 1)
+
+    def open_round(k):
+        t = rnd["start"]
         if deadline is not None:
             timer = clock.at(t + deadline, Phase.CLOSE, -1)
             timer.callbacks.append(lambda e, k=k + 1: time_out(k))
@@ -128,9 +164,9 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
         if complete(rnd["kept"]) or rnd["timed_out"]:
             close_at(rnd["last"] + (allreduce or 0.0))
 
-    def worker(w):
-        step = 0
-        t_up = t_back = times.up_at(w, 0.0)  # t_back: when the worker last rejoined (came online)
+    def worker(w):  # worker w, or with ``select`` the slot w, running client ``who``'s tasks
+        step, who, mine = 0, w, -1
+        t_up = t_back = rnd["start"] if pool else times.up_at(w, 0.0)  # t_back: when it last rejoined (came online)
         if t_up > 0.0:
             if t_up == math.inf:
                 return
@@ -138,9 +174,17 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
         while True:
             k = rnd["k"]
             closed = rnd["closed"]
+            if pool:
+                if k != mine:  # a new round: the slot's client in it, if it has one
+                    mine = k
+                    if w >= len(rnd["roster"]):
+                        yield closed
+                        continue
+                    who, t_up, t_back = rnd["roster"][w], rnd["start"], rnd["start"]
+                step = steps[who]
             t_send = max(rnd["start"], t_back)
-            t_read = t_send if (step == 0 and t_send == 0.0) or not link else t_send + times.downlink(w, step)
-            crash, rejoin = times.crash_after(w, t_up)
+            t_read = t_send if (step == 0 and t_send == 0.0) or not link else t_send + times.downlink(who, step)
+            crash, rejoin = times.crash_after(who, t_up)
             if crash <= t_read:  # down (or offline) when the parameters arrive: rejoin and ask again
                 if rejoin == math.inf:
                     return
@@ -150,15 +194,17 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
                 continue
             t_done = t_arrive = t_read
             computing[w] = procs[w]
+            if pool:
+                steps[who] = step + 1
             try:
                 if times.capped:  # ask for a slot at the read instant: requests in (time, worker) order
                     yield clock.at(t_read, Phase.READ, w)
-                t_done = times.task(w, step, t_read, load, local_steps)
-                t_arrive = t_done + times.uplink(w, step) if link else t_done
+                t_done = times.task(who, step, t_read, load, local_steps)
+                t_arrive = t_done + times.uplink(who, step) if link else t_done
                 if crash < t_arrive:
                     yield clock.at(crash, Phase.DONE, w)
                     del computing[w]
-                    log.add(k, w, step, k, k, LOST, t_read, min(t_done, crash), crash, crash)
+                    log.add(k, who, step, k, k, LOST, t_read, min(t_done, crash), crash, crash)
                     step += 1
                     if rejoin == math.inf:
                         return
@@ -168,17 +214,17 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
                 yield clock.at(t_arrive, Phase.ARRIVE, w)
             except simpy.Interrupt as stop:  # the round closed before this contribution arrived
                 t = stop.cause
-                log.add(k + 1, w, step, k, k, CANCELLED, min(t_read, t), min(t_done, t), min(t_arrive, t), t)
+                log.add(k + 1, who, step, k, k, CANCELLED, min(t_read, t), min(t_done, t), min(t_arrive, t), t)
                 step, t_up = step + 1, t
                 continue
             del computing[w]
-            arrive(w, step, k, t_read, t_done, t_arrive)
+            arrive(who, step, k, t_read, t_done, t_arrive)
             step, t_up = step + 1, t_arrive
             yield closed
 
-    procs = [clock.process(worker(w)) for w in range(n)]
-    if deadline is not None:
-        clock.at(deadline, Phase.CLOSE, -1).callbacks.append(lambda e: time_out(0))
+    procs = [clock.process(worker(w)) for w in range(select or n)]
+    if deadline is not None and rnd["start"] < math.inf:
+        clock.at(rnd["start"] + deadline, Phase.CLOSE, -1).callbacks.append(lambda e: time_out(0))
     clock.run(until=finished)
 
 
