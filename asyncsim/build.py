@@ -51,6 +51,8 @@ def build(scenario: Scenario) -> Built:
     main process and in every worker."""
     seed, n = scenario.seed, scenario.cluster.workers
     problem = scenario.problem.build(generator(seed, Stream.DATA))
+    if scenario.split is not None:  # each worker's shard of the training samples (SPLIT stream)
+        problem.shards = scenario.split.shards(problem.labels, n, seed)
     x0 = np.array(problem.initial_point(generator(seed, Stream.INIT)), dtype=np.float64)
     x0.flags.writeable = False
     algorithm = scenario.method.bind(problem, n)

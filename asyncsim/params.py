@@ -202,6 +202,16 @@ def build_dataclass(cls: type, value: Any, path: str) -> Any:
         raise ScenarioError(_join(path, str(err))) from None
 
 
+OPTIONAL = "asyncsim.optional"
+"""Field metadata: a field added after results were written, left out of :func:`to_plain` while it is None, so
+scenarios that do not use it keep their bytes (scenario.yaml) and their study keys."""
+
+
+def optional(default=None):
+    """A dataclass field that :func:`to_plain` leaves out while it is None (``OPTIONAL``)."""
+    return dataclasses.field(default=default, metadata={OPTIONAL: True})
+
+
 def to_plain(obj: Any) -> Any:
     """The inverse of :func:`build`: a resolved dataclass tree as plain YAML-ready values (with ``kind`` keys)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -210,8 +220,9 @@ def to_plain(obj: Any) -> Any:
         if isinstance(registry, Registry):
             out["kind"] = kind(obj)
         for f in dataclasses.fields(obj):
-            if f.init:
-                out[f.name] = to_plain(getattr(obj, f.name))
+            value = getattr(obj, f.name)
+            if f.init and not (f.metadata.get(OPTIONAL) and value is None):
+                out[f.name] = to_plain(value)
         return out
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]

@@ -29,6 +29,7 @@ from .algorithms.base import Algorithm, ApplyInfo
 from .problems.base import Problem
 from .params import ScenarioError
 from .rng import CACHED_WORKERS, StepDraws, Stream
+from .split import ClientData
 from .targets import Target
 from .problems.base import block_bounds
 from .timing.trace import Trace, block_read_times
@@ -136,8 +137,13 @@ def replay(trace: Trace, algorithm: Algorithm, problem: Problem, x0: np.ndarray,
 def algorithm_draws(algorithm: Algorithm, problem: Problem, seed: int) -> StepDraws:
     """The algorithm's per-(worker, step) randomness (minibatches, coordinates, ...) from the ALGORITHM stream:
     the same draws in the replay, in real workers and wherever else a step is computed (the blocks of at most
-    CACHED_WORKERS workers kept)."""
-    return StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n), limit=CACHED_WORKERS)
+    CACHED_WORKERS workers kept).  With ``problem.shards`` (a ``split``), worker w draws its minibatches from its
+    own shard (``split.ClientData``)."""
+    if problem.shards is None:
+        return StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n), limit=CACHED_WORKERS)
+    shards = problem.shards
+    return StepDraws(seed, Stream.ALGORITHM, lambda g, n, w: algorithm.draw(ClientData(problem, shards[w]), g, n),
+                     limit=CACHED_WORKERS, per_worker=True)
 
 
 class Recorder:

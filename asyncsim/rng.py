@@ -41,6 +41,7 @@ class Stream(IntEnum):
     AVAILABILITY = 11
     WINDOW = 12
     SELECTION = 13
+    SPLIT = 14
 
 
 def generator(seed: int, stream: Stream, worker: int = 0, block: int = 0) -> np.random.Generator:
@@ -55,17 +56,19 @@ class StepDraws:
     access).  The most recent block of each worker is cached, so sequential access per worker costs one lookup;
     random access is correct but rebuilds blocks.  With ``limit``, the blocks of at most that many workers are
     kept (the longest cached goes first): a population of clients then holds a bounded number of blocks, and a
-    block dropped is made again, the same, when its worker is next asked for.
+    block dropped is made again, the same, when its worker is next asked for.  With ``per_worker``, ``sample``
+    takes the worker too: ``sample(gen, n, worker)`` (a worker's own data shard).
     """
 
-    __slots__ = ("seed", "stream", "sample", "limit", "_cache")
+    __slots__ = ("seed", "stream", "sample", "limit", "per_worker", "_cache")
 
-    def __init__(self, seed: int, stream: Stream, sample: Callable[[np.random.Generator, int], object],
-                 limit: int | None = None):
+    def __init__(self, seed: int, stream: Stream, sample: Callable[..., object], limit: int | None = None,
+                 per_worker: bool = False):
         self.seed = seed
         self.stream = stream
         self.sample = sample
         self.limit = limit
+        self.per_worker = per_worker
         self._cache: dict[int, tuple[int, object]] = {}
 
     def __call__(self, worker: int, step: int):
@@ -74,6 +77,7 @@ class StepDraws:
         if cached is None or cached[0] != block:
             if cached is None and self.limit is not None and len(self._cache) >= self.limit:
                 del self._cache[next(iter(self._cache))]
-            cached = (block, self.sample(generator(self.seed, self.stream, worker, block), BLOCK))
+            g = generator(self.seed, self.stream, worker, block)
+            cached = (block, self.sample(g, BLOCK, worker) if self.per_worker else self.sample(g, BLOCK))
             self._cache[worker] = cached
         return cached[1][row]

@@ -22,8 +22,9 @@ from . import budget
 from .algorithms.base import Algorithm
 from .algorithms.compressed import Compressed
 from .compression import Compressor
+from .split import Split
 from .files import load_yaml, parse_yaml
-from .params import ParamError, ScenarioError, build_dataclass, kind, relative_to, require, to_plain
+from .params import ParamError, ScenarioError, build_dataclass, kind, optional, relative_to, require, to_plain
 from .problems.base import ProblemSpec
 from .rng import BLOCK, CACHED_WORKERS
 from .targets import Target
@@ -103,7 +104,9 @@ class RealSpec:
 @dataclass(frozen=True, kw_only=True)
 class Scenario:
     """A complete experiment: problem, cluster, protocol, algorithm, run length and the root seed; ``compression``
-    compresses the workers' messages (``asyncsim.compression``; null: none), ``real`` says how ``--mode real`` runs
+    compresses the workers' messages (``asyncsim.compression``; null: none), ``split`` gives each worker its own
+    shard of the training samples (``asyncsim.split``; null: every worker draws from all), ``real`` says how
+    ``--mode real`` runs
     it on worker processes (the simulator ignores it).  Constructing one runs the validation pass (:func:`check`),
     so a Scenario that exists can run."""
 
@@ -114,6 +117,7 @@ class Scenario:
     protocol: Protocol = field(default_factory=Async)
     algorithm: Algorithm
     compression: Compressor | None = None
+    split: Split | None = optional()
     run: RunSpec
     real: RealSpec = field(default_factory=RealSpec)
 
@@ -162,6 +166,8 @@ def check(s: Scenario) -> None:
     object.__setattr__(s, "algorithm", algorithm)
     if s.compression is not None:
         _check_compression(s)
+    if s.split is not None:
+        _check_split(s)
     budget.check(footprint(s))
     protocol.check_cluster(cluster)
     protocol.check_updates(K)
@@ -200,6 +206,20 @@ def _check_compression(s: Scenario) -> None:
             net.downlink_bandwidth)
 
 
+def _check_split(s: Scenario) -> None:
+    """A data split: labelled samples to split (a classification problem), enough of them for every worker, and
+    an algorithm that draws minibatches (the split changes nothing else)."""
+    samples = s.problem.labelled_samples
+    require(samples is not None, "split", f"needs a classification problem (logistic, mlp), not {kind(s.problem)}",
+            to_plain(s.split))
+    require(s.algorithm.minibatches, "split", f"needs an algorithm that draws minibatches (the sgd family, "
+            f"local_sgd, downpour, fedasync, easgd, eamsgd), not {kind(s.algorithm)}", to_plain(s.split))
+    try:
+        s.split.check(samples, s.cluster.workers)
+    except ParamError as err:
+        raise ParamError(f"split.{err}") from None
+
+
 def recorded_metrics(s: Scenario) -> tuple[str, ...]:
     """The metrics a run of ``s`` records (suboptimality only where the built problem knows f*)."""
     return ("loss", "grad_norm", "suboptimality", *s.problem.recorded, *s.algorithm.recorded)
@@ -223,11 +243,21 @@ def footprint(s: Scenario, processes: int = 1) -> list[budget.Footprint]:
         replace(data, bytes=data.bytes * processes),
         method.memory(s.problem, n),
         per_worker,
-        budget.Footprint(rows * budget.ROW_BYTES, "run.updates", K, f"{rows:.3g} trace rows"),
+        budget.Footprint(rows * budget.ROW_BYTES, *_rows_field(s, rows), f"{rows:.3g} trace rows"),
         budget.Footprint(n * timing, "cluster.workers", n, f"timing state of {n} {who}"),
         budget.Footprint((K // s.run.record_every + 2) * budget.RECORD_BYTES, "run.record_every",
                          s.run.record_every, "recorded metrics"),
     ]
+
+
+def _rows_field(s: Scenario, rows: float) -> tuple[str, object]:
+    """The field that makes the trace's ``rows`` large: ``run.updates``, unless an update holds more rows than there
+    are updates: then the workers (rounds) or the protocol's own size (a buffer, a batch)."""
+    K, n = s.run.updates, s.cluster.workers
+    per_update = rows / K
+    if per_update <= K:
+        return "run.updates", K
+    return ("cluster.workers", n) if per_update <= n else ("protocol", to_plain(s.protocol))
 
 
 def _check_compute_trace(s: Scenario) -> None:

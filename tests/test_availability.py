@@ -149,6 +149,8 @@ def test_on_off_with_a_daily_window_is_online_only_when_both_are():
     ("client,start\n0,0\n", "three numbers client,start,end"),
     ("a,b,c\nx,y,z\n", "must be a CSV file of rows client,start,end"),
     ("client,start,end\n9,0,1\n", "must number clients below cluster.workers (3), got 'client 9'"),
+    ("client,start,end\n", "(it has no data row)"),
+    ("client,start,end\n0,1e20,2e20\n", "path (its last start) must be at most 1e+12 x the shortest mean step"),
 ])
 def test_a_bad_trace_file_is_refused_in_one_line(tmp_path, text, message, capsys):
     path = tmp_path / "bad.csv"
@@ -190,3 +192,50 @@ def test_real_mode_and_the_protocols_that_do_not_model_it_refuse_availability(ro
         assert main(command) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and field in err, err
+
+
+BASE = """name: attack
+problem: {kind: least_squares, n_samples: 200, dim: 5}
+cluster: {workers: 3, compute: {kind: constant, value: 1.0}, availability: AVAILABILITY}
+protocol: {kind: PROTOCOL}
+algorithm: {kind: sgd, lr: 0.01}
+run: {updates: 10}
+"""
+
+
+@pytest.mark.parametrize("availability, protocol, message", [
+    ("{kind: on_off, mean_online: 1.0e-300, mean_offline: 1.0e-300}", "async",
+     "cluster.availability.mean_online must leave time to finish a step: the longest mean step (1 s) must be at most "
+     "5 x mean_online"),
+    ("{kind: daily, online_hours: 0.0001}", "sync",
+     "cluster.availability.online_hours must give a window at least as long as the longest mean step"),
+    ("{kind: on_off, mean_online: 5, mean_offline: 5, daily: {online_hours: 0.0001}}", "async",
+     "cluster.availability.daily.online_hours must give a window"),
+    ("{kind: on_off, mean_online: 1, mean_offline: 1.0e+100}", "async",
+     "cluster.availability.mean_offline must be at most 1e+12 x the shortest mean step (1e+12 s; beyond, a step "
+     "vanishes in the float64 sums of simulated time), got 1e+100"),
+    ("{kind: daily, online_hours: 1, period: 1.0e+20}", "async", "cluster.availability.period (less the window: "
+     "the night) must be at most 1e+12 x"),
+    ("{kind: on_off, mean_online: 5, mean_offline: 5, daily: {kind: on_off, online_hours: 8}}", "async",
+     "cluster.availability.daily.kind is not a known key"),
+    ("{kind: trace, path: online.csv}", "sync", "cluster.availability must bring every worker online under protocol "
+     "sync (each round waits for every worker), got 'clients never online: [2]'"),
+])
+def test_availability_that_cannot_run_is_refused_when_the_scenario_loads(tmp_path, capsys, availability, protocol,
+                                                                          message):
+    """What an attacker tried (each used to hang, run a wrong clock, or be refused only by the run)."""
+    (tmp_path / "online.csv").write_text(INTERVALS)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(BASE.replace("AVAILABILITY", availability).replace("PROTOCOL", protocol))
+    for command in (["validate", str(scenario)], ["run", str(scenario), "--out", str(tmp_path / "out")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_daily_window_inside_on_off_takes_no_kind(tmp_path, capsys):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(BASE.replace("AVAILABILITY", "{kind: on_off, mean_online: 60, mean_offline: 120, daily: "
+                                     "{online_hours: 8}}").replace("PROTOCOL", "async"))
+    assert main(["validate", str(scenario)]) == 0

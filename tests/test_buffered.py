@@ -130,3 +130,18 @@ def test_the_buffered_staleness_reproduction_fails_with_the_draining_servers_ide
                         lambda n, U, C, reads=None: theory.batched_mean_staleness(n, U, C))
     assert main(["reproduce", str(path), "--out", str(tmp_path / "wrong"), "--no-plots"]) == 1
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("FAIL: mean staleness equals")
+
+
+def test_a_huge_buffer_is_refused_naming_the_protocol(tmp_path, capsys):
+    """The trace's rows grow with the buffer: the memory check names the protocol, not run.updates."""
+    from asyncsim.cli import main
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: b\nproblem: {kind: least_squares, n_samples: 400, dim: 10}\n"
+                        "cluster: {workers: 4, compute: {kind: exponential, mean: 1.0}}\n"
+                        "protocol: {kind: buffered, buffer: 1000000000000, local_steps: 2}\n"
+                        "algorithm: {kind: local_sgd, lr: 0.01, local_steps: 2}\nrun: {updates: 50}\n")
+    assert main(["validate", str(scenario)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: protocol must keep the run within the memory limit"), err
+    assert "'buffer': 1000000000000" in err[0] and "5e+13 trace rows" in err[0]

@@ -240,3 +240,16 @@ def test_best_mds_k_by_enumeration_and_monte_carlo():
     gains = [coded_round_time(Uncoded(), n, law) / coded_round_time(MDS(k=best_mds_k(n, law)), n, law)
              for n in (4, 8, 16, 30)]
     assert np.all(np.diff(gains) > 0)
+
+
+def test_coded_without_a_code_is_one_line(root, tmp_path, capsys):
+    from asyncsim.cli import main
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: c\nproblem: {kind: least_squares, n_samples: 200, dim: 5}\n"
+                        "cluster: {workers: 4, compute: {kind: exponential, mean: 1.0}}\nprotocol: {kind: coded}\n"
+                        "algorithm: {kind: coded_gd, lr: 0.1}\nrun: {updates: 5}\n")
+    for command in (["validate", str(scenario)], ["run", str(scenario), "--out", str(tmp_path / "out")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: protocol.code is required (a mapping with a kind: one of"), err

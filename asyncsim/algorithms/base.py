@@ -79,6 +79,9 @@ class Algorithm:
     """The names of the extra metrics the algorithm records (``metrics``)."""
     serial_step: ClassVar[bool] = False
     """True when every round ends with a serial step timed in flops (``serial_flops``), as ADMM's solve."""
+    minibatches: ClassVar[bool] = False
+    """True when a worker's draw is minibatches of training samples (``Problem.sample_batches``), which a
+    scenario's ``split`` takes from the worker's own shard."""
     compressible: ClassVar[bool] = False
     """True when a worker's message is one float64 vector of the problem's dimension that the server only adds up
     (a gradient or a model change), so a scenario's ``compression:`` may compress it (``algorithms.compressed``)."""

@@ -60,6 +60,7 @@ class EASGD(Algorithm):
     beta: float = 0.9
     momentum: float = 0.0
     batch_size: int = 32
+    minibatches = True
 
     @staticmethod
     def accepts(protocol):

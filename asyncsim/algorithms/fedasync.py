@@ -56,6 +56,7 @@ class FedAsync(Algorithm):
     local_steps: int | None = None
     batch_size: int = 32
     vector_state = True
+    minibatches = True
 
     @staticmethod
     def accepts(protocol):

@@ -36,6 +36,7 @@ class LocalSGD(Algorithm):
     b: int = 4
     vector_state = True
     compressible = True
+    minibatches = True
 
     @staticmethod
     def accepts(protocol):

@@ -53,6 +53,7 @@ class SGD(Algorithm):
     upper: float | None = None
     vector_state = True
     compressible = True
+    minibatches = True
 
     def __post_init__(self):
         require(self.lr > 0, "lr", "must be > 0", self.lr)

@@ -118,6 +118,9 @@ class _Sketching(Algorithm):
         else:
             work = 8.0 * m * (min(n, BLOCK_COLUMNS) + 2 * (d + 1))
         if work > base.bytes:
+            if self.sketch == "hybrid" and self.hybrid_rows is not None and self.hybrid_rows > m:
+                return Footprint(base.bytes + work, "algorithm.hybrid_rows", self.hybrid_rows,
+                                 f"a hybrid sketch of {self.hybrid_rows} sampled rows projected to {m}")
             return Footprint(base.bytes + work, "algorithm.rows", m, f"a sketch of {m} rows ({self.sketch})")
         return replace(base, bytes=base.bytes + work)
 

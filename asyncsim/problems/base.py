@@ -39,6 +39,12 @@ class ProblemSpec:
     recorded: ClassVar[tuple[str, ...]] = ()
     """The names of the extra metrics the problem records (``Problem.metrics``)."""
 
+    @property
+    def labelled_samples(self) -> int | None:
+        """The training samples of a classification problem (which a ``split`` shares out; ``Problem.labels``), or
+        None for other problems (default)."""
+        return None
+
     def build(self, rng: np.random.Generator) -> "Problem":
         raise NotImplementedError
 
@@ -62,6 +68,11 @@ class Problem:
     dim: int
     smoothness: float | None = None
     """L, the Lipschitz constant of grad f, where known."""
+    labels: np.ndarray | None = None
+    """The training samples' class labels, for a classification problem (else None)."""
+    shards: tuple | None = None
+    """Each worker's training samples (sorted indices), set by ``build`` from the scenario's ``split``; None: every
+    worker draws from all of them."""
 
     def loss(self, x: np.ndarray) -> float:
         raise NotImplementedError

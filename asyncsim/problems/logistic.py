@@ -23,6 +23,7 @@ class LogisticProblem(FiniteSum):
 
     def __init__(self, A, y, l2):
         super().__init__(A, y)
+        self.labels = self.y
         self.l2 = l2
 
     def loss(self, x):
@@ -75,6 +76,10 @@ class Logistic(ProblemSpec):
         require(self.signal >= 0, "signal", "must be >= 0", self.signal)
 
     knows_smoothness = True
+
+    @property
+    def labelled_samples(self):
+        return self.n_samples
 
     def memory(self):
         """A (n x d) three times over: the matrix, and the copy and workspace of its 2-norm (an SVD)."""

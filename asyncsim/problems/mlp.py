@@ -92,6 +92,7 @@ class MLPProblem(Problem):
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.X_train, self.X_test = _frozen(X_train, np.float64), _frozen(X_test, np.float64)
         self.y_train, self.y_test = _frozen(y_train, np.int64), _frozen(y_test, np.int64)
+        self.labels = self.y_train
         for X, y, which in ((self.X_train, self.y_train, "train"), (self.X_test, self.y_test, "test")):
             if X.ndim != 2 or y.shape != (len(X),):
                 raise ValueError(f"X_{which} must be (n, d) and y_{which} (n,), got {X.shape} and {y.shape}")
@@ -303,6 +304,10 @@ class MLP(ProblemSpec):
                         f"(test_fraction {self.test_fraction})", n)
         if self.data == "mnist":  # the files' headers and labels, so that a run cannot fail on them later
             object.__setattr__(self, "_samples", check_mnist(self.path, self.n_train, self.n_test))
+
+    @property
+    def labelled_samples(self):
+        return self.samples[0]
 
     @property
     def samples(self) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from ..params import ParamError, require
+from ..params import ParamError, optional, require
 from .engine import FifoServer, Phase
 from .fast import async_trace
 from .population import Pool
@@ -301,7 +301,7 @@ class Async(Protocol):
     n - 1 for any compute-time law (the staleness identity; e.g. Lian et al. 2015, Mishchenko et al. 2022).
     """
 
-    concurrency: int | None = None
+    concurrency: int | None = optional()
     fast_path = staticmethod(async_trace)
     real_loop = RealLoop.SERVER
 
@@ -405,7 +405,7 @@ class Buffered(Protocol):
 
     buffer: int
     local_steps: int = 1
-    concurrency: int | None = None
+    concurrency: int | None = optional()
     family = Family.BUFFERED
     takes_local_steps = True
 
@@ -439,7 +439,7 @@ class Periodic(Protocol):
 
     local_steps: int
     synchronous: bool = False
-    concurrency: int | None = None
+    concurrency: int | None = optional()
     takes_local_steps = True
 
     def __post_init__(self):

@@ -36,6 +36,11 @@ from ..rng import BLOCK, Stream, generator
 
 LONGEST = 1e100
 """The longest mean period, in seconds (as for every other cluster duration)."""
+PRECISION = 1e12
+"""The largest time a model may name, in shortest mean steps: at 1e12 steps a step keeps about 4 of float64's 16
+significant digits in the sums of simulated time."""
+MAX_STEPS_PER_ONLINE = 5.0
+"""The longest mean step over ``mean_online``, as for failures' rate (``cluster.MAX_CRASHES_PER_STEP``)."""
 DAY = 86400.0
 
 
@@ -52,10 +57,28 @@ class Availability:
     def check_workers(self, workers: int) -> None:
         """Raise ParamError if the model cannot describe ``workers`` clients (default: any number)."""
 
+    def never_online(self, workers: int) -> list[int]:
+        """The clients below ``workers`` that are never online (default: none)."""
+        return []
 
-@Availability.registry.register("daily")
+    def check_steps(self, shortest: float, longest: float) -> None:
+        """Raise ParamError if the model's times do not suit steps whose mean lengths are in [shortest, longest]
+        seconds: a step must fit in an online period, and no time the model names may be so large that a step
+        vanishes in the float64 sums of simulated time (at most PRECISION steps)."""
+        name, value = self.horizon
+        require(value <= PRECISION * shortest, name, f"must be at most {PRECISION:g} x the shortest mean step "
+                f"({PRECISION * shortest:.4g} s; beyond, a step vanishes in the float64 sums of simulated time)",
+                value)
+
+    @property
+    def horizon(self) -> tuple[str, float]:
+        """The field that names the longest wait the model can make a client go through, and that time in seconds
+        (a mean offline period, the night of a daily window, the last interval's start): a run may reach it."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, kw_only=True)
-class Daily(Availability):
+class Window:
     """Online ``online_hours`` h a day: client c is online in [o_c + j P, o_c + j P + h) for every integer j,
     P = ``period`` seconds (a day), o_c uniform in [0, P) (drawn from the WINDOW stream keyed by c)."""
 
@@ -70,6 +93,25 @@ class Daily(Availability):
     def schedules(self, seed, workers):
         return [_Window(seed, w, self.online_hours * 3600.0, self.period) for w in range(workers)]
 
+    def check_window(self, longest: float) -> None:
+        require(self.online_hours * 3600 >= longest, "online_hours", f"must give a window at least as long as the "
+                f"longest mean step ({longest:.4g} s = {longest / 3600:.3g} h), or few tasks would ever finish",
+                self.online_hours)
+
+
+@Availability.registry.register("daily")
+@dataclass(frozen=True, kw_only=True)
+class Daily(Window, Availability):
+    __doc__ = Window.__doc__
+
+    @property
+    def horizon(self):
+        return "period (less the window: the night)", self.period - self.online_hours * 3600
+
+    def check_steps(self, shortest, longest):
+        Availability.check_steps(self, shortest, longest)
+        self.check_window(longest)
+
 
 @Availability.registry.register("on_off")
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +123,7 @@ class OnOff(Availability):
 
     mean_online: float
     mean_offline: float
-    daily: Daily | None = None
+    daily: Window | None = None
 
     def __post_init__(self):
         for name in ("mean_online", "mean_offline"):
@@ -92,6 +134,22 @@ class OnOff(Availability):
     def online_fraction(self) -> float:
         """The long-run fraction of time a client is online (before any daily window)."""
         return self.mean_online / (self.mean_online + self.mean_offline)
+
+    @property
+    def horizon(self):
+        night = self.daily.period - self.daily.online_hours * 3600 if self.daily else 0.0
+        return ("mean_offline", self.mean_offline) if self.mean_offline >= night else ("daily.period (less the window: the night)", night)
+
+    def check_steps(self, shortest, longest):
+        Availability.check_steps(self, shortest, longest)
+        require(longest <= MAX_STEPS_PER_ONLINE * self.mean_online, "mean_online", f"must leave time to finish a "
+                f"step: the longest mean step ({longest:.4g} s) must be at most {MAX_STEPS_PER_ONLINE:g} x "
+                "mean_online (each task would need about e^(step / mean_online) tries)", self.mean_online)
+        if self.daily is not None:
+            try:
+                self.daily.check_window(longest)
+            except ParamError as err:
+                raise ParamError(f"daily.{err}") from None
 
     def schedules(self, seed, workers):
         on, off = self.mean_online, self.mean_offline
@@ -128,8 +186,10 @@ class AvailabilityTrace(Availability):
         if table is None:
             raise ParamError(f"path {self.path!r} must be a CSV file of rows client,start,end (a header row "
                              f"allowed): {reason}")
-        require(table.size > 0 and table.shape[1] == 3, "path", "must hold rows of three numbers client,start,end",
-                f"{table.shape[1] if table.size else 0} columns")
+        require(table.size > 0, "path", "must hold rows of three numbers client,start,end (it has no data row)",
+                self.path)
+        require(table.shape[1] == 3, "path", "must hold rows of three numbers client,start,end",
+                f"{table.shape[1]} columns")
         client, start, end = table.T
         bad = ~(np.isfinite(table).all(axis=1) & (client >= 0) & (client == np.floor(client)) & (client <= 2**31)
                 & (start >= 0) & (start < end))
@@ -151,9 +211,16 @@ class AvailabilityTrace(Availability):
         object.__setattr__(self, "intervals", intervals)
 
     @property
+    def horizon(self):
+        return "path (its last start)", max(flat[-2] for flat in self.intervals.values())
+
+    @property
     def clients(self) -> int:
         """One more than the largest client numbered in the file."""
         return max(self.intervals) + 1
+
+    def never_online(self, workers):
+        return [c for c in range(workers) if c not in self.intervals]
 
     def check_workers(self, workers):
         require(self.clients <= workers, "path", f"must number clients below cluster.workers ({workers})",

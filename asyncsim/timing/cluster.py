@@ -252,14 +252,16 @@ class Cluster:
                 "serverless workers (an invocation runs whenever it is called)", "given")
         require(self.failures is None or self.availability is None, "availability", "must be null with failures "
                 "(one model takes workers offline: failures for crashes, availability for clients)", "given")
+        slowest = max(s.slowdown for s in self.stragglers) if self.stragglers else 1.0
+        step = max(law.mean for law in given) * slowest / min(self.speeds or (1.0,))  # the longest mean step
         if self.availability is not None:
             try:
                 self.availability.check_workers(n)
+                if self.flops_per_second is None:  # (else steps are in flops: their seconds are known at run time)
+                    self.availability.check_steps(min(law.mean for law in given) / max(self.speeds or (1.0,)), step)
             except ParamError as err:
                 raise ParamError(f"availability.{err}") from None
         if self.failures is not None and self.flops_per_second is None:
-            slowest = max(s.slowdown for s in self.stragglers) if self.stragglers else 1.0
-            step = max(law.mean for law in given) * slowest / min(self.speeds or (1.0,))
             require(self.failures.rate * step <= MAX_CRASHES_PER_STEP, "failures.rate",
                     f"must leave time to finish a step: rate x the longest mean step ({step:.4g} s) must be <= "
                     f"{MAX_CRASHES_PER_STEP:g} (each step would need about e^(rate x step) attempts)",

@@ -124,6 +124,11 @@ class Protocol:
         """Raise ParamError (naming the YAML path) if this protocol cannot run on ``cluster`` (default: any, within
         the limits of a ``concurrency``)."""
         check_concurrency(self.concurrency, cluster)
+        never = [] if cluster.availability is None or not self.every_worker else \
+            cluster.availability.never_online(cluster.workers)
+        require(not never, "cluster.availability", f"must bring every worker online under protocol {kind(self)} "
+                f"(each round waits for every worker)", f"clients never online: {never[:5]}"
+                + (f" and {len(never) - 5} more" if len(never) > 5 else ""))
 
     def resolve(self, problem) -> "Protocol":
         """This protocol with the defaults that depend on the problem spec filled in (default: unchanged)."""

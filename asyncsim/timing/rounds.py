@@ -143,7 +143,7 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
         t = rnd["start"]
         if deadline is not None:
             timer = clock.at(t + deadline, Phase.CLOSE, -1)
-            timer.callbacks.append(lambda e, k=k + 1: time_out(k))
+            timer.callbacks.append(lambda e, k=k: time_out(k))
         closed, rnd["closed"] = rnd["closed"], clock.event()
         closed.succeed()
 
@@ -327,6 +327,10 @@ class Coded(Rounds):
 
     code: Code
     coded = True
+
+    def __post_init__(self):
+        require(self.code is not None, "code", f"is required (a mapping with a kind: one of "
+                f"{', '.join(Code.registry.kinds())})", self.code)
 
     def check_cluster(self, cluster):
         self.code.check(cluster.workers)
