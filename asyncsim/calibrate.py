@@ -117,6 +117,7 @@ def calibrated(scenario, laws: dict) -> dict:
     cluster["compute"] = [empirical(c) for c in compute] if isinstance(compute, list) else empirical(compute)
     cluster.update(compute_trace=None, speeds=[], stragglers=[], transient=None, failures=None, availability=None,
                    flops_per_second=None)
+    cluster.pop("devices", None)  # (the measured times include the devices' speeds and links)
     cluster["server"]["service"] = empirical(laws["service"])
     for link in ("uplink", "downlink"):
         if link in laws:
@@ -346,6 +347,7 @@ def delay_calibrated(scenario, fit: DelayFit) -> dict:
     cluster.update(compute=fit.compute_law(), compute_trace=None, speeds=[], stragglers=[], transient=None,
                    failures=None, availability=None, flops_per_second=None, uplink={"kind": "constant", "value": 0.0},
                    downlink={"kind": "constant", "value": 0.0})
+    cluster.pop("devices", None)
     cluster["network"].update(uplink_bandwidth=None, downlink_bandwidth=None)
     cluster["server"]["service"] = {"kind": "constant", "value": (fit.service_ratio or 0.0) * fit.mean}
     return data

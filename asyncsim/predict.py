@@ -9,6 +9,7 @@ contention, no failures or slow phases, constant latencies) do not hold, so the 
 
 from __future__ import annotations
 
+import math
 from functools import singledispatch
 
 import numpy as np
@@ -31,8 +32,10 @@ def worker_laws(cluster: Cluster):
 
 
 def latency(cluster: Cluster, message_bytes: int) -> float:
-    """Mean seconds a worker's cycle spends outside computation: uplink + downlink (alpha + m / beta) + service."""
-    beta = sum(cluster.network.transfer(message_bytes))
+    """Mean seconds a worker's cycle spends outside computation: uplink + downlink (alpha + m / beta, averaged over
+    the workers' devices) + service."""
+    up, down = cluster.transfers(message_bytes)
+    beta = (math.fsum(up) + math.fsum(down)) / cluster.workers
     return cluster.uplink.mean + cluster.downlink.mean + beta + cluster.server.service.mean
 
 

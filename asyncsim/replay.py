@@ -139,9 +139,9 @@ def algorithm_draws(algorithm: Algorithm, problem: Problem, seed: int) -> StepDr
     the same draws in the replay, in real workers and wherever else a step is computed (the blocks of at most
     CACHED_WORKERS workers kept).  With ``problem.shards`` (a ``split``), worker w draws its minibatches from its
     own shard (``split.ClientData``)."""
-    if problem.shards is None:
+    shards = getattr(problem, "shards", None)  # (a problem of one's own may not derive from Problem)
+    if shards is None:
         return StepDraws(seed, Stream.ALGORITHM, lambda g, n: algorithm.draw(problem, g, n), limit=CACHED_WORKERS)
-    shards = problem.shards
     return StepDraws(seed, Stream.ALGORITHM, lambda g, n, w: algorithm.draw(ClientData(problem, shards[w]), g, n),
                      limit=CACHED_WORKERS, per_worker=True)
 

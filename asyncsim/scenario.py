@@ -201,9 +201,9 @@ def _check_compression(s: Scenario) -> None:
     c.check(s.problem.dim)
     require(net.message_bytes is None, "cluster.network.message_bytes", f"must be null with compression (the "
             f"compressor sizes the message: {c.bytes(s.problem.dim)} bytes here)", net.message_bytes)
-    require(net.downlink_bandwidth is None, "cluster.network.downlink_bandwidth", "must be null with compression "
-            "(a run has one message size for both directions, and compression shrinks only the upload)",
-            net.downlink_bandwidth)
+    require(not s.cluster.downlink_limited, "cluster.network.downlink_bandwidth", "(and every device's) must be "
+            "null with compression (a run has one message size for both directions, and compression shrinks only the "
+            "upload)", net.downlink_bandwidth or "a device's")
 
 
 def _check_split(s: Scenario) -> None:
@@ -275,8 +275,7 @@ def _check_compute_trace(s: Scenario) -> None:
     if s.protocol.family is Family.ROUNDS and not failures:  # every worker takes exactly one step per round
         raise ParamError(f"cluster.compute_trace.path has {rows} rows but every worker takes {steps} steps in "
                          f"{s.run.updates} rounds; set cluster.compute_trace.cycle: true or run fewer updates")
-    net = s.cluster.network
-    if (s.cluster.flops_per_second is None and net.uplink_bandwidth is None and net.downlink_bandwidth is None
+    if (s.cluster.flops_per_second is None and not s.cluster.bandwidth_limited
             and rows * s.cluster.workers <= SIMULATED_CHECK):
         simulate(s.cluster, s.protocol, s.run.updates, s.seed)  # raises the same error as the run would
 

@@ -37,7 +37,7 @@ def test_readme_study_snippet_runs_as_a_script(root, tmp_path, monkeypatch):
 
 
 def test_readme_scenario_block_is_the_shipped_quickstart(root):
-    quickstart, study, availability = blocks(root, "yaml")
+    quickstart, study, availability, devices = blocks(root, "yaml")
     assert yaml.safe_load(quickstart) == yaml.safe_load(default_scenario_text())
     # the study example is the NMF study's sweep and algorithms
     shown = yaml.safe_load(study)
@@ -48,6 +48,10 @@ def test_readme_scenario_block_is_the_shipped_quickstart(root):
     # the availability example is the shipped scenario's cluster
     shipped = yaml.safe_load((root / "scenarios" / "clusters" / "availability.yaml").read_text())
     for key, value in yaml.safe_load(availability)["cluster"].items():
+        assert shipped["cluster"][key] == value
+    # the device profiles example is the shipped FedBuff population's
+    shipped = yaml.safe_load((root / "scenarios" / "federated" / "fedbuff_population.yaml").read_text())
+    for key, value in yaml.safe_load(devices)["cluster"].items():
         assert shipped["cluster"][key] == value
 
 

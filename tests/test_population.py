@@ -190,3 +190,57 @@ def test_a_population_runs_end_to_end_and_predict_says_it_has_no_formulas(root, 
     capsys.readouterr()
     assert main(["predict", str(scenario)]) == 2
     assert capsys.readouterr().err.startswith("error: protocol.concurrency: predict compares every worker")
+
+
+def test_fedavg_replaces_a_client_that_goes_offline_within_its_round():
+    """FedAvg on 30 on/off clients, 6 drawn per round: every round applies 6 contributions of distinct clients;
+    a client cut off mid-task (lost) is replaced by another, which reads the round's version one downlink after
+    the cut (or after the first idle client comes online, if none is at the cut); nobody computes while offline."""
+    down = 0.25
+    cluster = Cluster(workers=30, compute=LogNormal(mu=0.0, sigma=0.5), uplink=Constant(value=0.1),
+                      downlink=Constant(value=down), availability=OnOff(mean_online=12.0, mean_offline=6.0))
+    rounds = 300
+    t = simulate(cluster, Periodic(local_steps=2, synchronous=True, concurrency=6), rounds, seed=4)
+    applied = t.status == A
+    for k in range(rounds):
+        mine = applied & (t.update == k)
+        assert mine.sum() == 6 and len(set(t.worker[mine].tolist())) == 6, k
+    lost = np.flatnonzero(t.status == L)
+    assert len(lost) > 20
+    at_once = 0
+    for j in lost:
+        k, cut = t.round[j], t.t_apply[j]
+        later = (t.round == k) & (t.t_read >= cut + down - 1e-9) & (t.worker != t.worker[j])
+        assert later.any(), j  # the replacement
+        at_once += bool((later & np.isclose(t.t_read, cut + down, rtol=0, atol=1e-9)).any())
+    assert at_once >= 0.8 * len(lost)
+    schedules = cluster.availability.schedules(4, 30)
+    for j in range(len(t.worker)):
+        s = schedules[t.worker[j]]
+        assert s.next_on(t.t_read[j]) == t.t_read[j] and t.t_done[j] <= s.next_off(t.t_read[j])
+
+
+def test_the_federated_study_shares_its_clients_times_across_variants(root):
+    """scenarios/federated/population.yaml: its variants see the same population (common random numbers).  FedBuff
+    and FedAsync free a slot at each arrival (no service time), so their clients' tasks are the same, row for row;
+    FedAvg's rounds differ, but a client's k-th task takes the same compute time in all three."""
+    from asyncsim.build import build, timing_model
+    from asyncsim.study.spec import load_study
+
+    study = load_study(root / "scenarios" / "federated" / "population.yaml")
+    runs = {r.cell.variant: r.scenario for r in study.evaluation_runs({c: 1 for c in study.cells}) if r.seed == 0}
+    traces = {}
+    for name, updates in (("fedavg", 20), ("fedbuff", 100), ("fedasync", 500)):  # 200 to 500 contributions each
+        s = runs[name]
+        tm = timing_model(build(s))
+        traces[name] = simulate(tm.cluster, s.protocol, updates, s.seed, tm.message_bytes)
+    end = min(t.t_apply.max() for t in traces.values())  # (compare what every run has made by then)
+    rows = {name: sorted((w, s, r, a) for w, s, r, a in zip(t.worker.tolist(), t.step.tolist(), t.t_read.tolist(),
+                                                              t.t_arrive.tolist()) if a < end)
+            for name, t in traces.items()}
+    assert rows["fedbuff"] == rows["fedasync"] and len(rows["fedbuff"]) > 100
+    span = {name: {(w, s): round(a - r, 9) for w, s, r, a in rows[name]} for name in rows}
+    common = set(span["fedavg"]) & set(span["fedbuff"])
+    assert len(common) > 50
+    lost = {(w, s) for t in traces.values() for w, s, st in zip(t.worker, t.step, t.status) if st == L}
+    assert all(span["fedavg"][k] == span["fedbuff"][k] for k in common - lost)

@@ -50,7 +50,7 @@ MALFORMED = [
      "mixture, pareto, shifted_exponential, uniform)"),
     (variant("algoritm", {"kind": "sgd", "lr": 0.1}),
      "algoritm is not a known key (allowed: algorithm, cluster, compression, name, problem, protocol, real, run, "
-     "seed)"),
+     "seed, split)"),
     (variant("name", "a/b"),
      "name must be letters, digits, '_', '.' or '-' (it names the result directory), got 'a/b'"),
     (variant("cluster.uplink", {"kind": "uniform", "low": 2, "high": 1}), "cluster.uplink.high must be > low (2.0), got 1.0"),

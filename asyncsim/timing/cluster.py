@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..files import read_text
-from ..params import ParamError, require, resolve_path
+from ..params import ParamError, optional, require, resolve_path
 from .availability import Availability
+from .devices import Device, assign, check_devices
 from .laws import Constant, DelayLaw, Empirical
 
 LONGEST = 1e100
@@ -213,6 +214,9 @@ class Cluster:
     server: Server = field(default_factory=Server)
     serverless: Serverless | None = None
     flops_per_second: float | None = None
+    devices: tuple[Device, ...] | None = optional()
+    device_of: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
+    """Each worker's index in ``devices`` (``devices.assign``; empty without devices)."""
 
     def __post_init__(self):
         n = self.workers
@@ -246,6 +250,11 @@ class Cluster:
             require(s.worker < n, f"stragglers[{i}].worker", f"must be < workers ({n})", s.worker)
             require(s.worker not in seen, f"stragglers[{i}].worker", "must not repeat", s.worker)
             seen.add(s.worker)
+        if self.devices is not None:
+            object.__setattr__(self, "devices", tuple(self.devices))
+            require(len(self.devices) >= 1, "devices", "must list at least one profile (or be null)", [])
+            check_devices(self.devices)
+            object.__setattr__(self, "device_of", assign(self.devices, n))
         require(self.serverless is None or self.failures is None, "failures", "must be null with serverless "
                 "workers (an invocation that fails is retried by the platform, which is not modelled)", "given")
         require(self.serverless is None or self.availability is None, "availability", "must be null with "
@@ -253,12 +262,14 @@ class Cluster:
         require(self.failures is None or self.availability is None, "availability", "must be null with failures "
                 "(one model takes workers offline: failures for crashes, availability for clients)", "given")
         slowest = max(s.slowdown for s in self.stragglers) if self.stragglers else 1.0
-        step = max(law.mean for law in given) * slowest / min(self.speeds or (1.0,))  # the longest mean step
+        device = [d.speed for d in self.devices] if self.devices else [1.0]
+        step = max(law.mean for law in given) * slowest / (min(self.speeds or (1.0,)) * min(device))  # longest mean
         if self.availability is not None:
             try:
                 self.availability.check_workers(n)
                 if self.flops_per_second is None:  # (else steps are in flops: their seconds are known at run time)
-                    self.availability.check_steps(min(law.mean for law in given) / max(self.speeds or (1.0,)), step)
+                    self.availability.check_steps(min(law.mean for law in given)
+                                                  / (max(self.speeds or (1.0,)) * max(device)), step)
             except ParamError as err:
                 raise ParamError(f"availability.{err}") from None
         if self.failures is not None and self.flops_per_second is None:
@@ -278,10 +289,39 @@ class Cluster:
 
     @property
     def factors(self) -> tuple[float, ...]:
-        """Per-worker compute-time multipliers: slowdown / speed (1.0 for a plain worker)."""
+        """Per-worker compute-time multipliers: slowdown / (speed x device speed) (1.0 for a plain worker)."""
         slow = {s.worker: s.slowdown for s in self.stragglers}
         speeds = self.speeds or (1.0,) * self.workers
+        if self.devices:
+            fast = [d.speed for d in self.devices]
+            speeds = [v * fast[p] for v, p in zip(speeds, self.device_of)]
         return tuple(slow.get(w, 1.0) / speeds[w] for w in range(self.workers))
+
+    def transfers(self, message_bytes: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-worker (uplink, downlink) seconds of the beta term m / bandwidth: the network's bandwidths, or a
+        worker's device's where its profile gives them (0 for an infinite bandwidth)."""
+        up, down = self.network.transfer(message_bytes)
+        if not self.devices:
+            return (up,) * self.workers, (down,) * self.workers
+        net = self.network
+        per = [Network(uplink_bandwidth=d.uplink_bandwidth or net.uplink_bandwidth,
+                       downlink_bandwidth=d.downlink_bandwidth or net.downlink_bandwidth).transfer(message_bytes)
+               for d in self.devices]
+        return tuple(per[p][0] for p in self.device_of), tuple(per[p][1] for p in self.device_of)
+
+    @property
+    def bandwidth_limited(self) -> bool:
+        """True when a link has a finite bandwidth (the network's, or a device's): its times then depend on the
+        message size."""
+        return self.uplink_limited or self.downlink_limited
+
+    @property
+    def uplink_limited(self) -> bool:
+        return self.network.uplink_bandwidth is not None or any(d.uplink_bandwidth for d in self.devices or ())
+
+    @property
+    def downlink_limited(self) -> bool:
+        return self.network.downlink_bandwidth is not None or any(d.downlink_bandwidth for d in self.devices or ())
 
     @property
     def laws(self) -> tuple[DelayLaw, ...]:

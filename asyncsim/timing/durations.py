@@ -40,15 +40,14 @@ class Durations:
         self.workers = cluster.workers
         self.factors = cluster.factors
         self.message_bytes = message_bytes
-        up, down = cluster.network.transfer(message_bytes)
-        self.samplers = {
-            Stream.UPLINK: _plus(cluster.uplink, up),
-            Stream.DOWNLINK: _plus(cluster.downlink, down),
-            Stream.SERVICE: cluster.server.service.sample,
-        }
-        self.uplink = _scalar(seed, Stream.UPLINK, self.samplers[Stream.UPLINK], cluster.uplink, up)
-        self.downlink = _scalar(seed, Stream.DOWNLINK, self.samplers[Stream.DOWNLINK], cluster.downlink, down)
-        self.service = _scalar(seed, Stream.SERVICE, self.samplers[Stream.SERVICE], cluster.server.service)
+        up, down = cluster.transfers(message_bytes)
+        self.samplers = {Stream.UPLINK: cluster.uplink.sample, Stream.DOWNLINK: cluster.downlink.sample,
+                         Stream.SERVICE: cluster.server.service.sample}
+        self._extra = {Stream.UPLINK: up, Stream.DOWNLINK: down, Stream.SERVICE: (0.0,) * self.workers}
+        """Per-worker seconds added to each draw: the links' m / bandwidth."""
+        self.uplink = _link(seed, Stream.UPLINK, cluster.uplink, up)
+        self.downlink = _link(seed, Stream.DOWNLINK, cluster.downlink, down)
+        self.service = _scalar(seed, Stream.SERVICE, cluster.server.service.sample, cluster.server.service)
         self._trace = cluster.compute_trace
         if self._trace is None:
             laws = cluster.laws
@@ -117,7 +116,9 @@ class Durations:
 
     def block(self, stream: Stream, worker: int, block: int) -> np.ndarray:
         """Draws of ``stream`` (UPLINK, DOWNLINK or SERVICE) for one block of steps of ``worker``."""
-        return self.samplers[stream](generator(self.seed, stream, worker, block), BLOCK)
+        raw = self.samplers[stream](generator(self.seed, stream, worker, block), BLOCK)
+        extra = self._extra[stream][worker]
+        return raw + extra if extra else raw
 
     def done(self, worker: int, step: int, t: float, load: float = 1.0) -> float:
         """Finish time of worker's step started at t, a task of ``load`` times the work of a step (a coded task's
@@ -201,10 +202,13 @@ def _cold(cold):
     return sample
 
 
-def _plus(law: DelayLaw, extra: float):
-    if extra == 0.0:
-        return law.sample
-    return lambda g, n: law.sample(g, n) + extra
+def _link(seed: int, stream: Stream, law: DelayLaw, extras: tuple[float, ...]):
+    """A link's per-(worker, step) times: the latency law's draw plus the worker's m / bandwidth (``extras``)."""
+    if len(set(extras)) <= 1:
+        extra = extras[0] if extras else 0.0
+        return _scalar(seed, stream, (lambda g, n: law.sample(g, n) + extra) if extra else law.sample, law, extra)
+    draws = _scalar(seed, stream, law.sample, law)
+    return lambda worker, step: draws(worker, step) + extras[worker]
 
 
 def _scalar(seed: int, stream: Stream, sample, law: DelayLaw | None = None, extra: float = 0.0):

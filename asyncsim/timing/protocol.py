@@ -205,7 +205,7 @@ def deterministic_bound(cluster: Cluster, local_steps: int = 1, read: DelayLaw |
     up, down = cluster.uplink, cluster.downlink
     constants = [up, down, cluster.server.service] + ([] if read is None else [read])
     if not (cluster.independent and cluster.compute_trace is None and all(isinstance(x, Constant) for x in constants)
-            and cluster.network.uplink_bandwidth is None and cluster.network.downlink_bandwidth is None):
+            and not cluster.bandwidth_limited):
         return None
     laws = cluster.compute if isinstance(cluster.compute, tuple) else (cluster.compute,)
     if not all(isinstance(law, Constant) for law in laws):

@@ -74,8 +74,9 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
     ``select`` C: the workers are a population of clients, C of which take part in each round (FedAvg's partial
     participation, McMahan et al. 2017): when a round opens, C clients online at that instant are drawn uniformly
     without replacement (``population.Pool``; all of them if fewer are online, and if none is the round opens when
-    the first comes online), and the round waits for the contributions of those it drew.  Rows name the client,
-    and its step counts the client's own tasks.
+    the first comes online), and the round waits for C contributions: a drawn client that goes offline before
+    its contribution arrives is replaced at once by another drawn the same way (when one is online), which
+    computes on the round's version.  Rows name the client, and its step counts the client's own tasks.
     """
     clock, times, log, K = sim.clock, sim.times, sim.log, sim.n_updates
     n = sim.cluster.workers
@@ -164,6 +165,17 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
         if complete(rnd["kept"]) or rnd["timed_out"]:
             close_at(rnd["last"] + (allreduce or 0.0))
 
+    def replace_client(w, k):  # population: slot w's client went offline; draw another for round k
+        pool.put(rnd["roster"][w])
+        while True:
+            c, t_next = pool.take(k, clock.now)
+            if c is not None:
+                rnd["roster"][w] = c
+                return c
+            if t_next == math.inf:
+                return None
+            yield clock.at(t_next, Phase.READ, w)
+
     def worker(w):  # worker w, or with ``select`` the slot w, running client ``who``'s tasks
         step, who, mine = 0, w, -1
         t_up = t_back = rnd["start"] if pool else times.up_at(w, 0.0)  # t_back: when it last rejoined (came online)
@@ -186,6 +198,13 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
             t_read = t_send if (step == 0 and t_send == 0.0) or not link else t_send + times.downlink(who, step)
             crash, rejoin = times.crash_after(who, t_up)
             if crash <= t_read:  # down (or offline) when the parameters arrive: rejoin and ask again
+                if pool:  # (the slot draws another client when this one goes)
+                    yield clock.at(crash, Phase.READ, w)
+                    who = yield from replace_client(w, k)
+                    if who is None:
+                        return
+                    t_up = t_back = clock.now
+                    continue
                 if rejoin == math.inf:
                     return
                 if rejoin > clock.now:
@@ -206,6 +225,12 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
                     del computing[w]
                     log.add(k, who, step, k, k, LOST, t_read, min(t_done, crash), crash, crash)
                     step += 1
+                    if pool:
+                        who = yield from replace_client(w, k)
+                        if who is None:
+                            return
+                        t_up = t_back = clock.now
+                        continue
                     if rejoin == math.inf:
                         return
                     yield clock.at(rejoin, Phase.READ, w)

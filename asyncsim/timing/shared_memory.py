@@ -61,9 +61,9 @@ class SharedMemory(Protocol):
             require(getattr(cluster, name) == Constant(value=0.0), f"cluster.{name}",
                     "must be 0 under protocol shared_memory (threads share memory; the read law times reads)",
                     to_plain(getattr(cluster, name)))
-        net = cluster.network
-        require(net.uplink_bandwidth is None and net.downlink_bandwidth is None, "cluster.network",
-                "must be unset under protocol shared_memory (no links)", to_plain(net))
+        require(not cluster.bandwidth_limited, "cluster.network",
+                "and cluster.devices must set no bandwidth under protocol shared_memory (no links)",
+                to_plain(cluster.network))
         off = cluster.interruption
         require(off is None, f"cluster.{off}", "is not supported by protocol shared_memory", "given")
 
