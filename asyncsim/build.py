@@ -8,7 +8,7 @@ real mode's emulated waits, ``predict`` and the plot overlays all use (docs/ARCH
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,6 +71,8 @@ def timing_model(built: Built) -> TimingModel:
     if cluster.flops_per_second is not None:
         serial = algorithm.serial_flops(problem) / cluster.flops_per_second
         cluster = cluster.per_step(algorithm.work(problem, cluster.workers))
+    if getattr(problem, "shards", None) is not None:  # a split: the clients' data sizes are their shards'
+        cluster = replace(cluster, data_sizes=tuple(float(len(s)) for s in problem.shards))
     given = s.cluster.network.message_bytes
     if given is None:
         given = algorithm.message_bytes(problem, cluster.workers) or 8 * problem.dim

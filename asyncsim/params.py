@@ -203,12 +203,12 @@ def build_dataclass(cls: type, value: Any, path: str) -> Any:
 
 
 OPTIONAL = "asyncsim.optional"
-"""Field metadata: a field added after results were written, left out of :func:`to_plain` while it is None, so
-scenarios that do not use it keep their bytes (scenario.yaml) and their study keys."""
+"""Field metadata: a field added after results were written, left out of :func:`to_plain` while it has its
+default, so scenarios that do not use it keep their bytes (scenario.yaml) and their study keys."""
 
 
 def optional(default=None):
-    """A dataclass field that :func:`to_plain` leaves out while it is None (``OPTIONAL``)."""
+    """A dataclass field that :func:`to_plain` leaves out while it equals ``default`` (``OPTIONAL``)."""
     return dataclasses.field(default=default, metadata={OPTIONAL: True})
 
 
@@ -221,7 +221,7 @@ def to_plain(obj: Any) -> Any:
             out["kind"] = kind(obj)
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if f.init and not (f.metadata.get(OPTIONAL) and value is None):
+            if f.init and not (f.metadata.get(OPTIONAL) and value == f.default):
                 out[f.name] = to_plain(value)
         return out
     if isinstance(obj, (list, tuple)):

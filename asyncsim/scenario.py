@@ -170,6 +170,9 @@ def check(s: Scenario) -> None:
         _check_split(s)
     budget.check(footprint(s))
     protocol.check_cluster(cluster)
+    require(protocol.selection == "uniform" or s.split is not None or cluster.data_sizes is not None,
+            "protocol.selection", "data_size needs the clients' data sizes: a split (the shards' sizes) or "
+            "cluster.data_sizes", protocol.selection)
     protocol.check_updates(K)
     if not algorithm.accepts(protocol) and kind(protocol) in algorithm.protocols:  # the kind can, not as given
         name, what = protocol.family.value.split(": ", 1)

@@ -348,8 +348,8 @@ def test_links_the_compression_cannot_size_are_refused(capsys, tmp_path):
     cluster = {"workers": 3, "compute": {"kind": "exponential", "mean": 1.0}}
     down = spec({"kind": "sign"}, cluster={**cluster, "network": {"downlink_bandwidth": 1e6}})
     assert refused(capsys, tmp_path, down) == (
-        "cluster.network.downlink_bandwidth must be null with compression (a run has one message size for both "
-        "directions, and compression shrinks only the upload), got 1000000.0")
+        "cluster.network.downlink_bandwidth (and every device's) must be null with compression (a run has one "
+        "message size for both directions, and compression shrinks only the upload), got 1000000.0")
     given = spec({"kind": "sign"}, cluster={**cluster, "network": {"message_bytes": 64}})
     assert refused(capsys, tmp_path, given) == (
         "cluster.network.message_bytes must be null with compression (the compressor sizes the message: 10 bytes "

@@ -126,8 +126,8 @@ def test_a_directory_missing_and_huge_files(tmp_path, capsys):
 
 VALUES = {
     "unknown key": ({"cluster": {"wrokers": 4}}, "cluster.wrokers is not a known key (allowed: availability, "
-                    "compute, compute_trace, downlink, failures, flops_per_second, network, server, serverless, speeds, stragglers, "
-                    "transient, uplink, workers)"),
+                    "compute, compute_trace, data_sizes, devices, downlink, failures, flops_per_second, network, "
+                    "server, serverless, speeds, stragglers, transient, uplink, workers)"),
     "string for an integer": ({"cluster": {"workers": "eight"}},
                               "cluster.workers must be an integer, got 'eight' (str)"),
     "negative step": ({"algorithm": {"lr": -0.1}}, "algorithm.lr must be > 0, got -0.1"),

@@ -244,3 +244,57 @@ def test_the_federated_study_shares_its_clients_times_across_variants(root):
     assert len(common) > 50
     lost = {(w, s) for t in traces.values() for w, s, st in zip(t.worker, t.step, t.status) if st == L}
     assert all(span["fedavg"][k] == span["fedbuff"][k] for k in common - lost)
+
+
+@pytest.mark.parametrize("online_every, takes", [(1, 20000), (25, 4000)], ids=["rejection", "listing"])
+def test_the_weighted_pool_draws_in_proportion_to_size_among_idle_online_clients(online_every, takes):
+    """Weights 0, 1, 2, ... over 200 clients, every ``online_every``-th online: the takes are proportional to the
+    weights among the online ones (chi-square, fixed seed), and a client of weight 0 is never drawn."""
+    n = 200
+    weights = [float(c % 7) for c in range(n)]
+    since = [0.0 if c % online_every == 0 else 99.0 for c in range(n)]
+    pool = Pool(n, seed=8, up_at=FakeAvailability(since), always_up=online_every == 1, weights=weights)
+    counts = np.zeros(n, int)
+    for j in range(takes):
+        c, _ = pool.take(j % 3, 1.0)
+        counts[c] += 1
+        pool.put(c)
+    eligible = np.array([since[c] == 0.0 and weights[c] > 0 for c in range(n)])
+    assert counts[~eligible].sum() == 0
+    expected = np.array(weights)[eligible] / sum(np.array(weights)[eligible]) * takes
+    assert stats.chisquare(counts[eligible], expected).pvalue > 0.01
+
+
+def test_fedavg_draws_clients_in_proportion_to_their_data_sizes():
+    sizes = (1.0, 2.0, 3.0, 4.0, 0.0, 10.0)
+    cluster = Cluster(workers=6, compute=Constant(value=1.0), data_sizes=sizes)
+    t = simulate(cluster, Periodic(local_steps=1, synchronous=True, concurrency=1, selection="data_size"), 4000,
+                 seed=3)
+    counts = np.bincount(t.worker, minlength=6)
+    assert counts[4] == 0
+    keep = np.array(sizes) > 0
+    assert stats.chisquare(counts[keep], np.array(sizes)[keep] / 20 * 4000).pvalue > 0.01
+    with pytest.raises(ScenarioError, match="selection data_size needs the clients' data sizes"):
+        simulate(Cluster(workers=6, compute=Constant(value=1.0)),
+                 Async(concurrency=2, selection="data_size"), 10, seed=0)
+    with pytest.raises(ParamError, match="selection needs a concurrency"):
+        Async(selection="data_size")
+
+
+def test_with_a_split_the_data_sizes_are_the_shards(root, capsys):
+    """selection data_size under a split: the run draws clients by their shard sizes; without a split or
+    cluster.data_sizes the scenario is refused when it loads."""
+    import asyncsim
+    from asyncsim.build import build, timing_model
+
+    quick = root / "scenarios" / "quickstart.yaml"
+    sets = ["problem={kind: logistic, n_samples: 400, dim: 10}", "protocol={kind: async, concurrency: 3, selection: "
+            "data_size}"]
+    assert main(["validate", str(quick), *[x for s in sets for x in ("--set", s)]]) == 2
+    assert "protocol.selection data_size needs the clients' data sizes" in capsys.readouterr().err
+    s = asyncsim.load_scenario(quick, sets + ["split={kind: dirichlet, alpha: 0.3}"])
+    built = build(s)
+    sizes = timing_model(built).cluster.data_sizes
+    assert sizes == tuple(float(len(x)) for x in built.problem.shards) and sum(sizes) == 400
+    assert s.to_dict()["protocol"] == {"kind": "async", "concurrency": 3, "selection": "data_size"}
+    assert asyncsim.load_scenario(quick).to_dict()["protocol"] == {"kind": "async"}

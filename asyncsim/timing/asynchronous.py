@@ -17,11 +17,12 @@ from ..params import ParamError, optional, require
 from .engine import FifoServer, Phase
 from .fast import async_trace
 from .population import Pool
-from .protocol import APPLIED, CANCELLED, DROPPED, LOST, Family, Protocol, RealLoop, Sim, register
+from .protocol import (APPLIED, CANCELLED, DROPPED, LOST, SELECTIONS, Family, Protocol, RealLoop, Sim, register,
+                       selection_weights)
 
 def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = None, batch: int | None = None,
               keep_stale: bool = False, local_steps: int = 1, read_time=None, drain: float | None = None,
-              concurrency: int | None = None) -> None:
+              concurrency: int | None = None, weights=None) -> None:
     """The asynchronous parameter server and its variants (one implementation, options switched on by protocol).
 
     Worker w loops: get parameters (version v), compute ``local_steps`` gradients, send (uplink), queue at the
@@ -49,7 +50,8 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
       concurrency).  C slots each take an idle client that is online, uniformly (``population.Pool``), which reads
       the server's current version (one downlink later), runs its task and is put back when its contribution is
       acknowledged (or when it goes offline); the slot then takes another.  Rows name the client, and its step
-      counts the client's own tasks.
+      counts the client's own tasks.  With ``weights`` (data sizes), a client is drawn with probability
+      proportional to its weight among the idle online ones.
 
     Failures (``cluster.failures``) and availability (``cluster.availability``): work in progress at a crash, or
     when a client goes offline, is lost (status LOST) and so is an awaited reply; the worker rejoins when it is up
@@ -145,7 +147,7 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
     task, downlink, uplink, service, crash_after = (times.task, times.downlink, times.uplink, times.service,
                                                     times.crash_after)
     track = max_staleness is not None
-    pool = None if concurrency is None else Pool(n, times.seed, times.up_at, times.always_up)
+    pool = None if concurrency is None else Pool(n, times.seed, times.up_at, times.always_up, weights)
     steps = [0] * n if pool else None  # population: each client's tasks so far
     wake = [None]                      # population: the event of the next client put back (for slots without one)
 
@@ -277,9 +279,12 @@ def run_async(sim: Sim, *, ssp: int | None = None, max_staleness: int | None = N
     clock.run(until=finished)
 
 
-def require_concurrency(concurrency: int | None) -> None:
+def require_concurrency(concurrency: int | None, selection: str) -> None:
     require(concurrency is None or concurrency >= 1, "concurrency", "must be >= 1 (or null: every worker takes part)",
             concurrency)
+    require(selection in SELECTIONS, "selection", f"must be one of {', '.join(SELECTIONS)}", selection)
+    require(selection == "uniform" or concurrency is not None, "selection", "needs a concurrency (the clients to "
+            "draw among)", selection)
 
 
 def check_local_steps(steps: int, algorithm) -> None:
@@ -302,15 +307,16 @@ class Async(Protocol):
     """
 
     concurrency: int | None = optional()
+    selection: str = optional("uniform")
     fast_path = staticmethod(async_trace)
     real_loop = RealLoop.SERVER
 
     def __post_init__(self):
-        require_concurrency(self.concurrency)
+        require_concurrency(self.concurrency, self.selection)
 
     def run(self, sim):
         self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
-        run_async(sim, concurrency=self.concurrency)
+        run_async(sim, concurrency=self.concurrency, weights=selection_weights(self, sim.cluster))
 
 
 @register("ssp")
@@ -406,20 +412,22 @@ class Buffered(Protocol):
     buffer: int
     local_steps: int = 1
     concurrency: int | None = optional()
+    selection: str = optional("uniform")
     family = Family.BUFFERED
     takes_local_steps = True
 
     def __post_init__(self):
         require(self.buffer >= 1, "buffer", "must be >= 1", self.buffer)
         require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
-        require_concurrency(self.concurrency)
+        require_concurrency(self.concurrency, self.selection)
 
     def check(self, algorithm):
         check_local_steps(self.local_steps, algorithm)
 
     def run(self, sim):
         self.check_cluster(sim.cluster)  # (again: simulate may be called without a scenario)
-        run_async(sim, batch=self.buffer, keep_stale=True, local_steps=self.local_steps, concurrency=self.concurrency)
+        run_async(sim, batch=self.buffer, keep_stale=True, local_steps=self.local_steps, concurrency=self.concurrency,
+                  weights=selection_weights(self, sim.cluster))
 
     def staleness_bound(self, cluster, n_updates):
         return None  # (the asynchronous server's deterministic bound is not derived for buffered updates)
@@ -440,11 +448,12 @@ class Periodic(Protocol):
     local_steps: int
     synchronous: bool = False
     concurrency: int | None = optional()
+    selection: str = optional("uniform")
     takes_local_steps = True
 
     def __post_init__(self):
         require(self.local_steps >= 1, "local_steps", "must be >= 1", self.local_steps)
-        require_concurrency(self.concurrency)
+        require_concurrency(self.concurrency, self.selection)
 
     @property
     def family(self):
@@ -467,9 +476,11 @@ class Periodic(Protocol):
         if self.synchronous:
             from .rounds import run_rounds  # (here, not at the top: the rounds family registers after periodic)
 
-            run_rounds(sim, local_steps=self.local_steps, select=self.concurrency)
+            run_rounds(sim, local_steps=self.local_steps, select=self.concurrency,
+                       weights=selection_weights(self, sim.cluster))
         else:
-            run_async(sim, local_steps=self.local_steps, concurrency=self.concurrency)
+            run_async(sim, local_steps=self.local_steps, concurrency=self.concurrency,
+                      weights=selection_weights(self, sim.cluster))
 
     def check(self, algorithm):
         check_local_steps(self.local_steps, algorithm)

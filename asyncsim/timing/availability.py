@@ -138,7 +138,9 @@ class OnOff(Availability):
     @property
     def horizon(self):
         night = self.daily.period - self.daily.online_hours * 3600 if self.daily else 0.0
-        return ("mean_offline", self.mean_offline) if self.mean_offline >= night else ("daily.period (less the window: the night)", night)
+        if self.mean_offline >= night:
+            return "mean_offline", self.mean_offline
+        return "daily.period (less the window: the night)", night
 
     def check_steps(self, shortest, longest):
         Availability.check_steps(self, shortest, longest)

@@ -215,6 +215,9 @@ class Cluster:
     serverless: Serverless | None = None
     flops_per_second: float | None = None
     devices: tuple[Device, ...] | None = optional()
+    data_sizes: tuple[float, ...] | None = optional()
+    """Each worker's (client's) amount of data, for selection weighted by data size; with a ``split``, the run
+    sets it to the shards' sizes."""
     device_of: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
     """Each worker's index in ``devices`` (``devices.assign``; empty without devices)."""
 
@@ -250,6 +253,12 @@ class Cluster:
             require(s.worker < n, f"stragglers[{i}].worker", f"must be < workers ({n})", s.worker)
             require(s.worker not in seen, f"stragglers[{i}].worker", "must not repeat", s.worker)
             seen.add(s.worker)
+        if self.data_sizes is not None:
+            object.__setattr__(self, "data_sizes", tuple(float(v) for v in self.data_sizes))
+            require(len(self.data_sizes) == n, "data_sizes", f"must list one size per worker ({n})",
+                    f"a list of {len(self.data_sizes)}")
+            require(all(0 <= v <= LONGEST for v in self.data_sizes) and sum(self.data_sizes) > 0, "data_sizes",
+                    f"must all be in [0, {LONGEST:g}], not all 0", "other values")
         if self.devices is not None:
             object.__setattr__(self, "devices", tuple(self.devices))
             require(len(self.devices) >= 1, "devices", "must list at least one profile (or be null)", [])

@@ -4,7 +4,11 @@ The clients not taking part wait in a pool; a protocol takes clients from it (an
 its ``concurrency`` slots frees, a synchronous one when a round opens) and puts them back when their task is done.
 ``Pool.take`` picks uniformly among the idle clients that are online at that instant, by rejection: a uniform idle
 client is drawn and kept if online, else drawn again; after ``ATTEMPTS`` rejections the online ones are listed and
-one is drawn among them, so the choice is exactly uniform over idle and online clients whatever their number.  The
+one is drawn among them, so the choice is exactly uniform over idle and online clients whatever their number.
+With ``weights`` (selection by data size) a client is proposed with probability proportional to its weight among
+all clients and kept if idle and online, so the choice is proportional to the weights among the idle online
+clients (a client of weight 0 is never chosen); successive draws of a round are sampling without replacement
+proportional to size (successive sampling).  The
 draws are keyed (SELECTION stream) by the selecting slot or round and a count, so a selection depends only on the
 seed and on the state of the population at that instant.
 """
@@ -12,6 +16,8 @@ seed and on the state of the population at that instant.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from itertools import accumulate
 
 from ..rng import StepDraws, Stream
 
@@ -26,10 +32,12 @@ class Pool:
     skips it.  The idle clients are kept in a list with each one's position, so that taking and putting back are
     O(1) and a uniform idle client is one draw."""
 
-    def __init__(self, clients: int, seed: int, up_at, always_up: bool):
+    def __init__(self, clients: int, seed: int, up_at, always_up: bool, weights=None):
         self.idle = list(range(clients))
         self.position = list(range(clients))
         self.up_at, self.always_up = up_at, always_up
+        self.weights = weights
+        self.cumulative = None if weights is None else list(accumulate(weights))
         self.draws = StepDraws(seed, Stream.SELECTION, lambda g, n: g.random(n).tolist())
         self.counts: dict[int, int] = {}
 
@@ -57,6 +65,8 @@ class Pool:
         idle, up_at = self.idle, self.up_at
         if not idle:
             return None, math.inf
+        if self.weights is not None:
+            return self._take_weighted(key, t)
         if self.always_up:
             return self._remove(int(self._draw(key) * len(idle))), t
         for _ in range(ATTEMPTS):
@@ -67,3 +77,21 @@ class Pool:
         if online:
             return self._remove(online[int(self._draw(key) * len(online))]), t
         return None, min(up_at(c, t) for c in idle)
+
+    def _online(self, c: int, t: float) -> bool:
+        return self.always_up or self.up_at(c, t) == t
+
+    def _take_weighted(self, key: int, t: float) -> tuple[int | None, float]:
+        idle, position, cumulative = self.idle, self.position, self.cumulative
+        for _ in range(ATTEMPTS):
+            c = bisect_right(cumulative, self._draw(key) * cumulative[-1])
+            i = position[c] if c < len(position) else len(idle)  # (c = n only when u x total rounds up to total)
+            if i < len(idle) and idle[i] == c and self._online(c, t):
+                return self._remove(i), t
+        candidates = [i for i, c in enumerate(idle) if self.weights[c] > 0]
+        online = [i for i in candidates if self._online(idle[i], t)]
+        if online:
+            sums = list(accumulate(self.weights[idle[i]] for i in online))
+            j = min(bisect_right(sums, self._draw(key) * sums[-1]), len(online) - 1)
+            return self._remove(online[j]), t
+        return None, min((self.up_at(idle[i], t) for i in candidates), default=math.inf)

@@ -93,9 +93,11 @@ class Protocol:
     code: ClassVar = None
     """The code of coded rounds (a ``timing.codes.Code``), or None."""
     concurrency: ClassVar[int | None] = None
-    """With a value C, ``cluster.workers`` is a population of clients of which C take part at once, drawn
-    uniformly among the idle online ones (``population``; async, periodic and buffered); None: every worker takes
-    part throughout."""
+    """With a value C, ``cluster.workers`` is a population of clients of which C take part at once, drawn among the
+    idle online ones (``population``; async, periodic and buffered); None: every worker takes part throughout."""
+    selection: ClassVar[str] = "uniform"
+    """How a population's clients are drawn: ``uniform``, or ``data_size`` (proportional to
+    ``cluster.data_sizes``)."""
 
     def trace(self, cluster: Cluster, times: Durations, n_updates: int) -> Trace:
         """The trace of ``n_updates`` updates with the keyed durations ``times``: by default, run the SimPy processes
@@ -175,6 +177,19 @@ class Sim:
 
 
 register = Protocol.registry.register
+
+SELECTIONS = ("uniform", "data_size")
+"""How a protocol with a ``concurrency`` draws its clients."""
+
+
+def selection_weights(protocol: Protocol, cluster: Cluster):
+    """The weights a population draws its clients with: None for uniform, else ``cluster.data_sizes``."""
+    if protocol.selection == "uniform":
+        return None
+    if cluster.data_sizes is None:
+        raise ScenarioError("protocol.selection data_size needs the clients' data sizes: a split (the shards' "
+                            "sizes) or cluster.data_sizes")
+    return cluster.data_sizes
 
 
 def check_concurrency(concurrency: int | None, cluster: Cluster) -> None:

@@ -58,7 +58,8 @@ class Rounds(Protocol):
 
 
 def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = None,
-               allreduce: float | None = None, local_steps: int = 1, code=None, select: int | None = None) -> None:
+               allreduce: float | None = None, local_steps: int = 1, code=None, select: int | None = None,
+               weights=None) -> None:
     """One implementation of the round protocols.
 
     ``keep`` k: close when k contributions have been served (default n: all workers); ``code`` (a
@@ -76,7 +77,8 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
     without replacement (``population.Pool``; all of them if fewer are online, and if none is the round opens when
     the first comes online), and the round waits for C contributions: a drawn client that goes offline before
     its contribution arrives is replaced at once by another drawn the same way (when one is online), which
-    computes on the round's version.  Rows name the client, and its step counts the client's own tasks.
+    computes on the round's version.  Rows name the client, and its step counts the client's own tasks.  With
+    ``weights`` (data sizes) the draws are proportional to them (successive sampling without replacement).
     """
     clock, times, log, K = sim.clock, sim.times, sim.log, sim.n_updates
     n = sim.cluster.workers
@@ -94,7 +96,7 @@ def run_rounds(sim: Sim, *, keep: int | None = None, deadline: float | None = No
            "closed": clock.event()}
     computing: dict[int, simpy.Process] = {}
     link = allreduce is None
-    pool = None if select is None else Pool(n, times.seed, times.up_at, times.always_up)
+    pool = None if select is None else Pool(n, times.seed, times.up_at, times.always_up, weights)
     steps = [0] * n if pool else None  # population: each client's tasks so far
 
     def roster(k, t):  # population: the clients of round k, and when it opens (at t, or when one comes online)
