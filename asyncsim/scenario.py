@@ -170,6 +170,8 @@ def check(s: Scenario) -> None:
         _check_split(s)
     budget.check(footprint(s))
     protocol.check_cluster(cluster)
+    require(s.split is None or cluster.data_sizes is None, "cluster.data_sizes", "must be null with a split (the "
+            "clients' data sizes are then their shards' sizes)", "given")
     require(protocol.selection == "uniform" or s.split is not None or cluster.data_sizes is not None,
             "protocol.selection", "data_size needs the clients' data sizes: a split (the shards' sizes) or "
             "cluster.data_sizes", protocol.selection)

@@ -10,7 +10,7 @@ from scipy import stats
 from asyncsim.cli import main
 from asyncsim.params import ParamError, ScenarioError
 from asyncsim.timing import Cluster, simulate
-from asyncsim.timing.availability import AvailabilityTrace, Daily, OnOff
+from asyncsim.timing.availability import AvailabilityTrace, Daily, OnOff, Window
 from asyncsim.timing.laws import Constant, Exponential
 from asyncsim.timing.protocols import Async, KOfN, Sync
 from asyncsim.timing.trace import Status
@@ -239,3 +239,18 @@ def test_a_daily_window_inside_on_off_takes_no_kind(tmp_path, capsys):
     scenario.write_text(BASE.replace("AVAILABILITY", "{kind: on_off, mean_online: 60, mean_offline: 120, daily: "
                                      "{online_hours: 8}}").replace("PROTOCOL", "async"))
     assert main(["validate", str(scenario)]) == 0
+
+
+@pytest.mark.parametrize("model", [Daily(online_hours=1.0), Daily(online_hours=0.01, period=3601.0),
+                                   OnOff(mean_online=5.0, mean_offline=50.0, daily=None),
+                                   OnOff(mean_online=600.0, mean_offline=60.0, daily=Window(online_hours=2.0))],
+                         ids=["daily", "short window", "on_off", "on_off and daily"])
+def test_a_client_is_online_at_the_instant_its_schedule_says_it_comes_online(model):
+    """next_on(t) is online when asked again, with an online period of positive length: the float sums of the
+    window starts must not round a start into the previous window (a client then never came online, and its
+    process spun at one instant)."""
+    rng = np.random.default_rng(0)
+    for s in model.schedules(seed=0, workers=32):
+        for t in np.sort(rng.uniform(0, 3e5, 50)).tolist():
+            on = s.next_on(t)
+            assert s.next_on(on) == on and s.next_off(on) > on, (t, on)

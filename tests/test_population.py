@@ -298,3 +298,18 @@ def test_with_a_split_the_data_sizes_are_the_shards(root, capsys):
     assert sizes == tuple(float(len(x)) for x in built.problem.shards) and sum(sizes) == 400
     assert s.to_dict()["protocol"] == {"kind": "async", "concurrency": 3, "selection": "data_size"}
     assert asyncsim.load_scenario(quick).to_dict()["protocol"] == {"kind": "async"}
+
+
+def test_data_sizes_that_cannot_serve_the_concurrency_or_that_a_split_overrides_are_refused(root, capsys):
+    quick = str(root / "scenarios" / "quickstart.yaml")
+    sizes = "[" + ", ".join(["0"] * 7 + ["1"]) + "]"
+    for sets, message in (
+            ([f"cluster.data_sizes={sizes}", "protocol={kind: async, concurrency: 4, selection: data_size}"],
+             "error: protocol.concurrency must be at most the clients with a data size > 0 (1), got 4"),
+            (["cluster.data_sizes=[1, 1, 1, 1, 1, 1, 1, -1]"], "error: cluster.data_sizes[7] must be in [0, 1e+100], "
+             "got -1.0"),
+            (["problem={kind: logistic, n_samples: 400, dim: 10}", "split={kind: dirichlet, alpha: 0.5}",
+              f"cluster.data_sizes={sizes}"], "error: cluster.data_sizes must be null with a split")):
+        assert main(["validate", quick, *[x for s in sets for x in ("--set", s)]]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(message), err

@@ -109,3 +109,21 @@ def test_seed000_scenarios_run_from_the_cli(root, tmp_path, capsys, name, overri
         assert table["problem.rank"].tolist()[::2] == [6, 11, 21, 42, 84, 112, 167, 334]
         assert table["variant"].tolist()[:2] == ["projected_gd", "projected_seacd"]
         assert (tmp_path / name / "plots" / "images.png").is_file()
+
+
+def test_running_a_study_run_leaves_the_callers_matplotlib_backend(root):
+    """In a notebook, a study run in the kernel must not switch the notebook's backend to Agg (its figures would
+    stop showing): with pyplot already imported, the backend stays."""
+    import matplotlib
+    import matplotlib.pyplot  # noqa: F401  (as in a notebook)
+
+    from asyncsim.study.execute import run_files
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        files = run_files(asyncsim.load_scenario(overrides=["run.updates=50"]), plots=True)
+        assert files["plots/loss.png"].startswith(b"\x89PNG")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)

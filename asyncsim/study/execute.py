@@ -47,9 +47,10 @@ def run_files(scenario, engine: str = "auto", plots: bool = False) -> dict[str, 
     """Run ``scenario`` (``asyncsim.run``, BLAS on one thread) and return its result directory as
     {relative path: bytes}: what ``write_results`` writes, made in a private temporary directory.  Without
     ``plots``, an image problem still gets ``plots/reconstruction.png`` (the study shows it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # a worker process or the CLI: no display.  (A notebook running
+        import matplotlib                        # its study in the kernel keeps its backend, or its own figures
+                                                 # would stop showing.)
+        matplotlib.use("Agg")
     from ..plotting import save_image
     from ..results import write_results
     from ..runner import run

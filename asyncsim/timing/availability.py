@@ -292,24 +292,36 @@ class Intervals:
 
 
 class _Window:
-    """Online in [o + j P, o + j P + h) for every integer j, o uniform in [0, P) (drawn when first asked)."""
+    """Online in [s_j, s_j + h) for every integer j, s_j = o + j P, o uniform in [0, P) (drawn when first asked).
+    Every window start is computed by that one formula, and t is placed by comparing it with the starts so computed
+    (never by a floor of t alone, which can round across a start), so the start that ``next_on`` returns is online
+    when asked again."""
 
     def __init__(self, seed, worker, h, period):
         self.key, self.h, self.period = (seed, Stream.WINDOW, worker), h, period
         self.offset = None
 
-    def _start(self, t):  # the start of the window at or before t
+    def _s(self, j):
+        return self.offset + j * self.period
+
+    def _index(self, t):  # the j with s_j <= t < s_{j+1}
         if self.offset is None:
             self.offset = float(generator(*self.key).random()) * self.period
-        return self.offset + math.floor((t - self.offset) / self.period) * self.period
+        j = math.floor((t - self.offset) / self.period)
+        while self._s(j + 1) <= t:
+            j += 1
+        while self._s(j) > t:
+            j -= 1
+        return j
 
     def next_on(self, t):
-        start = self._start(t)
-        return t if t < start + self.h else start + self.period
+        j = self._index(t)
+        return t if t < self._s(j) + self.h else self._s(j + 1)
 
     def next_off(self, t):
-        start = self._start(t)
-        return start + self.h if t < start + self.h else t
+        j = self._index(t)
+        end = self._s(j) + self.h
+        return end if t < end else t
 
 
 class _Both:

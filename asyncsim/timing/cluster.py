@@ -257,8 +257,10 @@ class Cluster:
             object.__setattr__(self, "data_sizes", tuple(float(v) for v in self.data_sizes))
             require(len(self.data_sizes) == n, "data_sizes", f"must list one size per worker ({n})",
                     f"a list of {len(self.data_sizes)}")
-            require(all(0 <= v <= LONGEST for v in self.data_sizes) and sum(self.data_sizes) > 0, "data_sizes",
-                    f"must all be in [0, {LONGEST:g}], not all 0", "other values")
+            bad = next((i for i, v in enumerate(self.data_sizes) if not 0 <= v <= LONGEST), None)
+            require(bad is None, f"data_sizes[{bad}]", f"must be in [0, {LONGEST:g}]",
+                    None if bad is None else self.data_sizes[bad])
+            require(sum(self.data_sizes) > 0, "data_sizes", "must not all be 0", "all 0")
         if self.devices is not None:
             object.__setattr__(self, "devices", tuple(self.devices))
             require(len(self.devices) >= 1, "devices", "must list at least one profile (or be null)", [])

@@ -1,10 +1,10 @@
 """Device profiles: ``cluster.devices``, a few named kinds of client device, each with a compute speed and link
 bandwidths, and the share of the workers that has it.
 
-Worker w's device is the w-th pick of a smooth weighted round robin over the profiles (the pick with the largest
-deficit quota_p (w + 1) / n - picks_p so far, ties to the first listed), with integer quotas from the shares by
-the largest remainder (Hamilton's method): exactly quota_p workers get profile p, and every prefix of the workers
-is within one worker of the mix.  No randomness: which client has which device is part of the population's
+Worker w's device is the w-th of all the workers ordered by (j + 1/2) / quota_p, profile p's j-th worker at that
+place (Webster's divisor sequence; ties to the first listed profile), with integer quotas from the shares by the
+largest remainder (Hamilton's method): exactly quota_p workers get profile p, and every prefix of the workers is
+within one worker of the mix.  No randomness: which client has which device is part of the population's
 definition, the same in every run (client ids carry no other meaning: selection and timing draws are keyed by id).
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..params import require
 
@@ -41,8 +43,14 @@ class Device:
                     "network's)", value)
 
 
+MAX_PROFILES = 1000
+"""The most device profiles a cluster may list (a few named kinds of device are the use)."""
+
+
 def check_devices(devices: tuple[Device, ...]) -> None:
-    """Names distinct, shares adding up to 1 (within 1e-9)."""
+    """At most MAX_PROFILES, names distinct, shares adding up to 1 (within 1e-9)."""
+    require(len(devices) <= MAX_PROFILES, "devices", f"must list at most {MAX_PROFILES} profiles",
+            f"{len(devices)} profiles")
     names = [d.name for d in devices]
     require(len(set(names)) == len(names), "devices", "must have distinct names", names)
     total = math.fsum(d.share for d in devices)
@@ -60,12 +68,10 @@ def quotas(shares: list[float], workers: int) -> list[int]:
 
 
 def assign(devices: tuple[Device, ...], workers: int) -> tuple[int, ...]:
-    """Each worker's profile index: the smooth weighted round robin of the module docstring."""
+    """Each worker's profile index: profile p's j-th worker (j < quota_p) goes at the place of (j + 1/2) / quota_p
+    in one ordering of all of them (ties to the first listed profile; Webster's divisor sequence), so every prefix
+    of the workers is within one worker of the mix.  O(n log n)."""
     quota = quotas([d.share for d in devices], workers)
-    picks = [0] * len(devices)
-    out = []
-    for w in range(workers):
-        p = max(range(len(devices)), key=lambda q: (quota[q] * (w + 1) - picks[q] * workers, -q))
-        picks[p] += 1
-        out.append(p)
-    return tuple(out)
+    profile = np.repeat(np.arange(len(devices)), quota)
+    rank = np.concatenate([(np.arange(q) + 0.5) / q for q in quota if q]) if workers else np.empty(0)
+    return tuple(profile[np.lexsort((profile, rank))].tolist())

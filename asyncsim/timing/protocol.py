@@ -201,6 +201,10 @@ def check_concurrency(concurrency: int | None, cluster: Cluster) -> None:
             f"must be in [1, cluster.workers = {cluster.workers}] (or null: every worker takes part)", concurrency)
     require(cluster.serverless is None, "protocol.concurrency", "must be null with serverless workers (their "
             "concurrency is cluster.serverless.concurrency)", concurrency)
+    if cluster.data_sizes is not None:  # (selection by size never draws a client of size 0)
+        sized = sum(1 for v in cluster.data_sizes if v > 0)
+        require(concurrency <= sized, "protocol.concurrency", f"must be at most the clients with a data size > 0 "
+                f"({sized})", concurrency)
 
 DISTINCT_LIMIT = 1000
 """``deterministic_bound`` gives up (None) beyond this many distinct compute times (it is quadratic in them)."""
