@@ -8,9 +8,8 @@ one is drawn among them, so the choice is exactly uniform over idle and online c
 With ``weights`` (selection by data size) a client is proposed with probability proportional to its weight among
 all clients and kept if idle and online, so the choice is proportional to the weights among the idle online
 clients (a client of weight 0 is never chosen); successive draws of a round are sampling without replacement
-proportional to size (successive sampling).  The
-draws are keyed (SELECTION stream) by the selecting slot or round and a count, so a selection depends only on the
-seed and on the state of the population at that instant.
+proportional to size (successive sampling).  The draws are keyed (SELECTION stream) by the selecting slot or round
+and a count, so a selection depends only on the seed and on the state of the population at that instant.
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ ATTEMPTS = 64
 
 
 class Pool:
-    """The idle clients 0 .. clients-1 (all of them at first) and uniform selection among those online.
+    """The idle clients 0 .. clients-1 (all of them at first) and selection among those online, uniform or in
+    proportion to ``weights``.
 
     ``up_at(c, t)`` is the cluster's availability (``Durations.up_at``: t when client c is online at t); ``always_up``
     skips it.  The idle clients are kept in a list with each one's position, so that taking and putting back are
