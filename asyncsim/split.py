@@ -54,8 +54,9 @@ class Dirichlet(Split):
         require(self.min_samples >= 1, "min_samples", "must be >= 1", self.min_samples)
 
     def check(self, samples, clients):
-        require(samples >= clients * self.min_samples, "min_samples", f"times cluster.workers ({clients}) must be "
-                f"at most the training samples ({samples})", self.min_samples)
+        require(samples >= clients * self.min_samples, "min_samples", f"must leave every one of the cluster.workers "
+                f"({clients}) clients that many of the {samples} training samples: at most {samples // clients}",
+                self.min_samples)
 
     def shards(self, labels, clients, seed):
         labels = np.asarray(labels)

@@ -94,7 +94,8 @@ def test_a_split_changes_only_the_minibatches(root):
     ("split={kind: dirichlet, alpha: 0.5}", "error: split needs a classification problem (logistic, mlp), not "
      "least_squares"),
     ("problem={kind: logistic, n_samples: 20, dim: 5}; split={kind: dirichlet, alpha: 0.5, min_samples: 3}",
-     "error: split.min_samples times cluster.workers (8) must be at most the training samples (20), got 3"),
+     "error: split.min_samples must leave every one of the cluster.workers (8) clients that many of the 20 "
+     "training samples: at most 2, got 3"),
     ("problem={kind: logistic, n_samples: 200, dim: 5}; algorithm={kind: gd, lr: 0.1}; split={kind: dirichlet, "
      "alpha: 0.5}", "error: split needs an algorithm that draws minibatches"),
     ("problem={kind: logistic, n_samples: 200, dim: 5}; split={kind: dirichlet, alpha: 0}",
