@@ -59,11 +59,11 @@ class Durations:
             Alternating(seed, Stream.PHASE, w, _exp(t.mean_normal), _exp(t.mean_slow)) for w in range(self.workers)]
         self._slow = None if t is None else t.slowdown
         f = cluster.failures
-        self._failures = None if f is None else [
+        self._schedules = None if f is None else [  # each worker's up/down (failures) or online (availability) periods
             Alternating(seed, Stream.FAILURE, w, _exp(1.0 / f.rate), f.downtime.sample) for w in range(self.workers)]
         if cluster.availability is not None:
-            self._failures = cluster.availability.schedules(seed, self.workers)
-        self.always_up = self._failures is None
+            self._schedules = cluster.availability.schedules(seed, self.workers)
+        self.always_up = self._schedules is None
         """True when no worker ever goes down or offline (no failures, no availability)."""
         s = cluster.serverless
         cold = None if s is None else s.cold_start
@@ -171,17 +171,17 @@ class Durations:
 
     def up_at(self, worker: int, t: float) -> float:
         """t if the worker is up (online) at time t, else the time it rejoins (inf: never)."""
-        if self._failures is None:
+        if self._schedules is None:
             return t
-        return self._failures[worker].next_on(t)
+        return self._schedules[worker].next_on(t)
 
     def crash_after(self, worker: int, t: float) -> tuple[float, float]:
         """(crash, rejoin) for a worker up at time t: the end of the up period that contains t and the end of the
         down period that follows ((inf, inf) without failures or availability; rejoin inf: offline for good).  A
         worker that crashes at exactly t counts as up at t (its crash comes after the events of that instant)."""
-        if self._failures is None:
+        if self._schedules is None:
             return math.inf, math.inf
-        f = self._failures[worker]
+        f = self._schedules[worker]
         crash = f.next_off(t)
         return crash, f.next_on(crash)
 
